@@ -1,0 +1,220 @@
+//! The work-stealing scheduler.
+//!
+//! Each worker thread owns a set of coroutines and runs them one at a time. Jobs (closures
+//! that have not started) are queued by priority in the worker's [`queue::Local`] queues or in
+//! the runtime-wide [`queue::Inject`] queue; an idle worker steals not-yet-started jobs from
+//! the others. When a job starts it gets a stack and a coroutine, and **from then on it stays
+//! on that worker for life**: resuming a suspended coroutine on another thread would break
+//! every thread-local the compiler or a library cached across the suspension
+//! (`rand::thread_rng()` holds an `Rc` into one, stdout's re-entrant lock is keyed by thread
+//! id, and the compiler may keep a TLS address in a register: rust-lang/rust#33368). Only the
+//! boxed, `Send` closure of a job crosses threads.
+//!
+//! A worker picks, each turn, the most urgent of: its ready coroutines, its local jobs, the
+//! injected jobs (a ready coroutine wins ties, so started work finishes and frees its stack
+//! first). When nothing is runnable and nothing can be stolen, it parks in `epoll_wait` with
+//! the next timer as timeout; other threads wake it through its eventfd.
+//!
+//! Parking protocol (no lost wake-ups): the worker sets `parked` and bumps `idle` (SeqCst),
+//! re-checks every queue it could take work from, then waits. A submitter pushes, then
+//! (SeqCst) looks for a worker whose `parked` it can swap to false, and signals its eventfd.
+//! Either the worker's re-check sees the job, or the submitter sees the flag; the eventfd
+//! stays readable until drained, so a signal sent before the wait is not lost.
+
+mod queue;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Wake;
+
+use crossbeam_deque::Injector;
+
+use crate::coroutine::stack::StackPool;
+use crate::sys;
+use crate::task::Job;
+
+pub(crate) use worker::{current_worker_shared, spawn_workers};
+
+/// Runtime-wide configuration, fixed at build time.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) thread_name: String,
+}
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const SHUTDOWN: u8 = 1;
+pub(crate) const ABANDON: u8 = 2;
+
+/// What all workers of a runtime share.
+pub(crate) struct Shared {
+    pub(crate) inject: queue::Inject,
+    pub(crate) remotes: Box<[Arc<Remote>]>,
+    pub(crate) stacks: StackPool,
+    pub(crate) config: Config,
+    /// Workers currently parked (an upper bound: a hint to skip the search).
+    idle: AtomicUsize,
+    /// `RUNNING`, `SHUTDOWN` (finish started coroutines, cancel the rest), `ABANDON`.
+    state: AtomicU8,
+    /// Worker threads still running, with a condvar signalled as each exits.
+    alive: Mutex<usize>,
+    exited: Condvar,
+    next_notify: AtomicUsize,
+}
+
+/// What other threads may touch of one worker.
+pub(crate) struct Remote {
+    pub(crate) steal: queue::StealSide,
+    /// Wake-ups of this worker's coroutines, sent from any thread.
+    pub(crate) mailbox: Injector<WakeTarget>,
+    parked: AtomicBool,
+    eventfd: sys::Fd,
+}
+
+/// Names one coroutine of one worker. `gen` tells reuses of a slot apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WakeTarget {
+    pub(crate) worker: usize,
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, stacks: StackPool) -> std::io::Result<Shared> {
+        let remotes = (0..config.workers)
+            .map(|_| {
+                Ok(Arc::new(Remote {
+                    steal: queue::StealSide::new(),
+                    mailbox: Injector::new(),
+                    parked: AtomicBool::new(false),
+                    eventfd: sys::eventfd()?,
+                }))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Shared {
+            inject: queue::Inject::new(),
+            remotes,
+            stacks,
+            alive: Mutex::new(config.workers),
+            config,
+            idle: AtomicUsize::new(0),
+            state: AtomicU8::new(RUNNING),
+            exited: Condvar::new(),
+            next_notify: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Acquire)
+    }
+
+    /// Queues a job: on the current worker if it belongs to this runtime, else globally.
+    pub(crate) fn submit(self: &Arc<Self>, job: Job) {
+        if self.state() != RUNNING {
+            job.cancel();
+            return;
+        }
+        if let Err(job) = worker::push_local(self, job) {
+            self.inject.push(job);
+        }
+        self.notify_one();
+        // A shutdown that started meanwhile may have drained the queues already.
+        if self.state() != RUNNING {
+            self.drain_inject();
+        }
+    }
+
+    pub(crate) fn drain_inject(&self) {
+        while let Some(job) = self.inject.pop_any() {
+            job.cancel();
+        }
+    }
+
+    /// Wakes one parked worker, if any.
+    pub(crate) fn notify_one(&self) {
+        std::sync::atomic::fence(SeqCst);
+        if self.idle.load(SeqCst) == 0 {
+            return;
+        }
+        let n = self.remotes.len();
+        let start = self.next_notify.fetch_add(1, Relaxed);
+        for i in 0..n {
+            if self.unpark(&self.remotes[(start + i) % n]) {
+                return;
+            }
+        }
+    }
+
+    fn unpark(&self, remote: &Remote) -> bool {
+        if remote.parked.swap(false, SeqCst) {
+            self.idle.fetch_sub(1, SeqCst);
+            sys::eventfd_signal(remote.eventfd.0);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Makes a suspended coroutine ready. Callable from any thread.
+    pub(crate) fn wake(&self, target: WakeTarget) {
+        let remote = &self.remotes[target.worker];
+        remote.mailbox.push(target);
+        std::sync::atomic::fence(SeqCst);
+        self.unpark(remote);
+    }
+
+    /// Moves to `state` (never backwards) and wakes every worker to see it.
+    pub(crate) fn set_state(&self, state: u8) {
+        self.state.fetch_max(state, AcqRel);
+        for remote in self.remotes.iter() {
+            self.unpark(remote);
+            sys::eventfd_signal(remote.eventfd.0);
+        }
+    }
+
+    fn worker_exited(&self) {
+        let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
+        *alive -= 1;
+        self.exited.notify_all();
+    }
+
+    /// Waits until every worker thread has exited, or `deadline`. True if all did.
+    pub(crate) fn wait_exited(&self, deadline: Option<std::time::Instant>) -> bool {
+        let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
+        while *alive > 0 {
+            match deadline {
+                None => alive = self.exited.wait(alive).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    alive = self.exited.wait_timeout(alive, left).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The waker of a suspended coroutine: queues a wake-up in its worker's mailbox.
+pub(crate) struct CoroutineWaker {
+    shared: Arc<Shared>,
+    target: WakeTarget,
+}
+
+impl CoroutineWaker {
+    pub(crate) fn new(shared: &Arc<Shared>, target: WakeTarget) -> CoroutineWaker {
+        CoroutineWaker { shared: shared.clone(), target }
+    }
+}
+
+impl Wake for CoroutineWaker {
+    fn wake(self: Arc<Self>) {
+        self.shared.wake(self.target)
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.shared.wake(self.target)
+    }
+}

@@ -1,0 +1,386 @@
+//! The worker loop: one OS thread running its coroutines.
+//!
+//! Each turn:
+//! 1. take the wake-ups other threads left in the mailbox, and the expired timers;
+//! 2. run the most urgent of: a ready coroutine, a local job, an injected job;
+//! 3. else steal a batch of not-yet-started jobs from another worker;
+//! 4. else trim the pooled stacks and park until a timer, an event or a wake-up.
+//!
+//! Shutdown steps: in `SHUTDOWN` a worker cancels the jobs it can reach and keeps resuming
+//! its started coroutines until none is left, then exits. In `ABANDON` (the shutdown timeout
+//! passed) it marks its remaining coroutines' tasks cancelled and exits without resuming
+//! them; their stacks are leaked, since a suspended coroutine cannot be unwound (invariant 3
+//! of `coroutine`).
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::queue::{Local, Ready};
+use super::{Remote, Shared, WakeTarget, ABANDON, RUNNING, SHUTDOWN};
+use crate::coroutine::stack::Stack;
+use crate::coroutine::{self, overflow, Co, Context, Suspend};
+use crate::task::{Job, Runnable};
+use crate::time::Timers;
+use crate::sys;
+
+/// Stacks a worker keeps for itself before handing them to the shared pool.
+const LOCAL_STACKS: usize = 256;
+
+struct Tls {
+    shared: *const Shared,
+    local: *const Local,
+}
+
+thread_local! {
+    /// The worker running on this thread, for `push_local` and `Handle::current`.
+    static WORKER: Cell<Option<&'static Tls>> = const { Cell::new(None) };
+}
+
+/// Pushes `job` on the current thread's worker queue if it is a worker of `shared`.
+pub(crate) fn push_local(shared: &Arc<Shared>, job: Job) -> Result<(), Job> {
+    match WORKER.try_with(|w| w.get()).ok().flatten() {
+        Some(tls) if std::ptr::eq(tls.shared, Arc::as_ptr(shared)) => {
+            // SAFETY: `local` lives on this worker thread's stack for as long as `WORKER`
+            // is set, and is only used through shared references.
+            unsafe { (*tls.local).push(job) };
+            Ok(())
+        }
+        _ => Err(job),
+    }
+}
+
+/// The runtime whose worker is the current thread.
+pub(crate) fn current_worker_shared() -> Option<*const Shared> {
+    WORKER.try_with(|w| w.get().map(|t| t.shared)).ok().flatten()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Running,
+    Parked,
+    Ready,
+}
+
+struct Slot {
+    gen: u32,
+    /// Bumped at every wake-up, so that older timer entries turn stale.
+    park: u32,
+    state: SlotState,
+    priority: u8,
+    co: Option<Co>,
+    task: Option<Arc<dyn Runnable>>,
+    /// Guard page bounds and usable size of the stack, for the overflow handler.
+    guard: (usize, usize, usize),
+}
+
+struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    remote: Arc<Remote>,
+    local: Local,
+    ready: Ready,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    live: usize,
+    timers: Timers,
+    stacks: Vec<Stack>,
+    dirty_stacks: bool,
+    epoll: sys::Fd,
+    events: Vec<libc::epoll_event>,
+}
+
+/// Starts the worker threads of `shared`.
+pub(crate) fn spawn_workers(shared: &Arc<Shared>, stack_size: usize) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(shared.remotes.len());
+    for index in 0..shared.remotes.len() {
+        let epoll = sys::epoll_create()?;
+        let remote = shared.remotes[index].clone();
+        sys::epoll_add(epoll.0, remote.eventfd.0, libc::EPOLLIN as u32, u64::MAX)?;
+        let name = format!("{}-{index}", shared.config.thread_name);
+        let worker_shared = shared.clone();
+        let thread = std::thread::Builder::new().name(name).stack_size(stack_size).spawn(move || {
+            let shared = worker_shared;
+            let _altstack = overflow::ensure_altstack();
+            let local = Local::new(remote.clone());
+            let worker = Worker {
+                index,
+                shared,
+                remote,
+                local,
+                ready: Ready::new(),
+                slots: Vec::new(),
+                free_slots: Vec::new(),
+                live: 0,
+                timers: Timers::default(),
+                stacks: Vec::new(),
+                dirty_stacks: false,
+                epoll,
+                events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
+            };
+            worker.run();
+        });
+        match thread {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                // The workers started so far exit at once; the ones never started count as exited.
+                for _ in index..shared.remotes.len() {
+                    shared.worker_exited();
+                }
+                shared.set_state(ABANDON);
+                return Err(e);
+            }
+        }
+    }
+    Ok(threads)
+}
+
+impl Worker {
+    fn run(mut self) {
+        let tls = Tls { shared: Arc::as_ptr(&self.shared), local: &self.local };
+        // SAFETY: `tls` outlives every use: `WORKER` is reset before this frame ends.
+        let tls_ref: &'static Tls = unsafe { &*(&tls as *const Tls) };
+        WORKER.with(|w| w.set(Some(tls_ref)));
+        loop {
+            self.take_wakeups();
+            match self.shared.state() {
+                RUNNING => {}
+                SHUTDOWN => {
+                    self.cancel_queued();
+                    if self.live == 0 {
+                        break;
+                    }
+                }
+                _ => {
+                    self.abandon();
+                    break;
+                }
+            }
+            if self.run_next() {
+                continue;
+            }
+            if self.steal() {
+                continue;
+            }
+            self.park();
+        }
+        WORKER.with(|w| w.set(None));
+        drop(tls);
+        let stacks = std::mem::take(&mut self.stacks);
+        self.shared.stacks.put_all(stacks);
+        self.shared.worker_exited();
+    }
+
+    /// Mailbox and timers: makes woken coroutines ready.
+    fn take_wakeups(&mut self) {
+        while let crossbeam_deque::Steal::Success(target) = self.remote.mailbox.steal() {
+            self.make_ready(target.slot, target.gen, None);
+        }
+        if self.timers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some(entry) = self.timers.pop_expired(now) {
+            self.make_ready(entry.slot, entry.gen, Some(entry.park));
+        }
+        let slots = &self.slots;
+        self.timers.compact(self.live, |e| {
+            let s = &slots[e.slot as usize];
+            s.gen == e.gen && s.park == e.park && s.state == SlotState::Parked
+        });
+    }
+
+    fn make_ready(&mut self, slot: u32, gen: u32, park: Option<u32>) {
+        let Some(s) = self.slots.get_mut(slot as usize) else { return };
+        if s.gen != gen || s.state != SlotState::Parked || park.is_some_and(|p| p != s.park) {
+            return; // stale: the coroutine ended, or was woken already
+        }
+        s.state = SlotState::Ready;
+        s.park = s.park.wrapping_add(1);
+        self.ready.push(s.priority, slot);
+    }
+
+    /// Whether new jobs may start: a stack can be had.
+    fn can_start(&self) -> bool {
+        self.shared.state() == RUNNING && (!self.stacks.is_empty() || !self.shared.stacks.is_starved())
+    }
+
+    /// Runs one step of the most urgent work. False if there was none.
+    fn run_next(&mut self) -> bool {
+        let ready = self.ready.first();
+        let (local, inject) = if self.can_start() { (self.local.first(), self.shared.inject.first()) } else { (None, None) };
+        let best = [ready, local, inject].into_iter().flatten().min();
+        let Some(best) = best else { return false };
+        if ready == Some(best) {
+            let slot = self.ready.pop(best).expect("ready level is not empty");
+            self.resume(slot);
+        } else if local == Some(best) {
+            if let Some(job) = self.local.pop(best) {
+                self.start(job);
+            }
+        } else if let Some(job) = self.shared.inject.pop_into(best, &self.local) {
+            if self.local.first().is_some() || self.shared.inject.first().is_some() {
+                self.shared.notify_one(); // more work than this worker: share it
+            }
+            self.start(job);
+        }
+        true
+    }
+
+    fn steal(&mut self) -> bool {
+        if !self.can_start() {
+            return false;
+        }
+        let n = self.shared.remotes.len();
+        for i in 1..n {
+            let victim = &self.shared.remotes[(self.index + i) % n];
+            if let Some(job) = victim.steal.steal_into(&self.local) {
+                self.start(job);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn take_stack(&mut self) -> Option<Stack> {
+        self.stacks.pop().or_else(|| self.shared.stacks.get().ok())
+    }
+
+    fn release_stack(&mut self, mut stack: Stack) {
+        stack.mark_dirty();
+        if self.shared.stacks.is_starved() {
+            self.shared.stacks.put_all([stack]);
+            self.shared.notify_one();
+        } else if self.stacks.len() < LOCAL_STACKS {
+            self.dirty_stacks = true;
+            self.stacks.push(stack);
+        } else {
+            self.shared.stacks.put_all([stack]);
+        }
+    }
+
+    fn start(&mut self, job: Job) {
+        let Some(stack) = self.take_stack() else {
+            // No stack: the job waits in the queue until one is freed (`can_start`).
+            self.shared.inject.push(job);
+            return;
+        };
+        if !job.header().start() {
+            job.runnable().discard();
+            self.stacks.push(stack);
+            return;
+        }
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    park: 0,
+                    state: SlotState::Free,
+                    priority: 0,
+                    co: None,
+                    task: None,
+                    guard: (0, 0, 0),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let (guard_low, guard_high) = stack.guard();
+        let guard = (guard_low, guard_high, stack.usable());
+        let s = &mut self.slots[slot as usize];
+        s.gen = s.gen.wrapping_add(1);
+        let target = WakeTarget { worker: self.index, slot, gen: s.gen };
+        let shared = self.shared.clone();
+        let runnable = job.runnable().clone();
+        let co = Co::with_stack(stack, move |yielder, ()| {
+            let ctx = Context { yielder, shared, target };
+            coroutine::enter(&ctx, || runnable.run());
+        });
+        s.state = SlotState::Running;
+        s.priority = job.header().priority().get();
+        s.co = Some(co);
+        s.task = Some(job.runnable().clone());
+        s.guard = guard;
+        self.live += 1;
+        self.resume(slot);
+    }
+
+    fn resume(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let mut co = s.co.take().expect("a live slot holds its coroutine");
+        s.state = SlotState::Running;
+        overflow::set_running_guard(s.guard);
+        let result = co.resume(());
+        overflow::set_running_guard((0, 0, 0));
+        let s = &mut self.slots[slot as usize];
+        match result {
+            corosensei::CoroutineResult::Yield(Suspend::Park(deadline)) => {
+                s.co = Some(co);
+                s.state = SlotState::Parked;
+                if let Some(deadline) = deadline {
+                    self.timers.insert(deadline, slot, s.gen, s.park);
+                }
+            }
+            corosensei::CoroutineResult::Yield(Suspend::Yield) => {
+                s.co = Some(co);
+                s.state = SlotState::Ready;
+                self.ready.push(s.priority, slot);
+            }
+            corosensei::CoroutineResult::Return(()) => {
+                let task = s.task.take().expect("a live slot holds its task");
+                s.state = SlotState::Free;
+                self.free_slots.push(slot);
+                self.live -= 1;
+                self.release_stack(co.into_stack());
+                task.header().complete();
+            }
+        }
+    }
+
+    fn cancel_queued(&mut self) {
+        while let Some(job) = self.local.pop_any() {
+            job.cancel();
+        }
+        self.shared.drain_inject();
+    }
+
+    fn abandon(&mut self) {
+        self.cancel_queued();
+        for s in &mut self.slots {
+            if let Some(co) = s.co.take() {
+                std::mem::forget(co); // invariant 3: never unwind a suspended coroutine
+            }
+            if let Some(task) = s.task.take() {
+                task.header().abandon();
+            }
+        }
+        self.live = 0;
+    }
+
+    fn has_work(&self) -> bool {
+        if !self.remote.mailbox.is_empty() || self.shared.state() != RUNNING {
+            return true;
+        }
+        self.can_start()
+            && (self.shared.inject.first().is_some() || self.shared.remotes.iter().any(|r| r.steal.has_work()))
+    }
+
+    fn park(&mut self) {
+        if std::mem::take(&mut self.dirty_stacks) {
+            self.stacks.iter_mut().for_each(Stack::trim);
+        }
+        self.remote.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.idle.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if !self.has_work() {
+            let timeout = self.timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            if timeout.is_none_or(|t| !t.is_zero()) {
+                sys::epoll_wait(self.epoll.0, &mut self.events, timeout);
+            }
+        }
+        if self.remote.parked.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.shared.idle.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        sys::eventfd_drain(self.remote.eventfd.0);
+    }
+}

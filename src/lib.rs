@@ -1,0 +1,1 @@
+//! Examples, integration tests and benchmarks of openco live in this package.
