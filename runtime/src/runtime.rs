@@ -72,10 +72,8 @@ impl Builder {
     /// Starts the runtime's worker threads.
     pub fn build(&self) -> io::Result<Runtime> {
         let env = crate::env::read()?;
-        let workers = self
-            .workers
-            .or(env.workers)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let workers =
+            self.workers.or(env.workers).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if workers == 0 {
             return Err(invalid("openco: a runtime needs at least one worker thread (workers(0) given)"));
         }
@@ -86,12 +84,14 @@ impl Builder {
             )));
         }
         let page = crate::sys::page_size();
-        let stack_size = stack_size.checked_next_multiple_of(page).ok_or_else(|| invalid("openco: stack_size is too large"))?;
+        let stack_size =
+            stack_size.checked_next_multiple_of(page).ok_or_else(|| invalid("openco: stack_size is too large"))?;
         if self.max_coroutines == Some(0) {
             return Err(invalid("openco: max_coroutines(0) would never run a job"));
         }
         overflow::install();
-        let config = Config { workers, thread_name: self.thread_name.clone().unwrap_or_else(|| "openco-worker".into()) };
+        let config =
+            Config { workers, thread_name: self.thread_name.clone().unwrap_or_else(|| "openco-worker".into()) };
         let shared = Arc::new(Shared::new(config, StackPool::new(stack_size, self.max_coroutines))?);
         let threads = scheduler::spawn_workers(&shared, 256 * 1024)?;
         Ok(Runtime { handle: Handle { shared }, threads: Mutex::new(threads) })

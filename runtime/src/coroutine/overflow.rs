@@ -71,7 +71,8 @@ extern "C" fn handler(signum: libc::c_int, info: *mut libc::siginfo_t, context: 
         libc::SIG_DFL | libc::SIG_IGN => reset_default(signum),
         f if old.sa_flags & libc::SA_SIGINFO != 0 => {
             // SAFETY: the previous handler was installed as an SA_SIGINFO handler.
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(f) };
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(f) };
             f(signum, info, context)
         }
         f => {
@@ -131,7 +132,14 @@ pub(crate) fn ensure_altstack() -> io::Result<Option<AltStack>> {
     let size = libc::SIGSTKSZ.max(64 * 1024);
     // SAFETY: an anonymous mapping of our own.
     let ptr = unsafe {
-        libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if ptr == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());

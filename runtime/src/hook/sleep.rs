@@ -72,9 +72,21 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
 /// # Safety
 /// As libc's `clock_nanosleep`.
 #[no_mangle]
-pub unsafe extern "C" fn clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, rem: *mut timespec) -> c_int {
+pub unsafe extern "C" fn clock_nanosleep(
+    clock: clockid_t,
+    flags: c_int,
+    req: *const timespec,
+    rem: *mut timespec,
+) -> c_int {
     let ctx = match coroutine::current() {
-        Some(ctx) if matches!(clock, libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME | libc::CLOCK_TAI) => ctx,
+        Some(ctx)
+            if matches!(
+                clock,
+                libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME | libc::CLOCK_TAI
+            ) =>
+        {
+            ctx
+        }
         _ => {
             let real = real!(clock_nanosleep: fn(clockid_t, c_int, *const timespec, *mut timespec) -> c_int);
             // SAFETY: the caller's arguments, passed on as they are.

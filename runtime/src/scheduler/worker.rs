@@ -20,9 +20,9 @@ use super::queue::{Local, Ready};
 use super::{Remote, Shared, WakeTarget, ABANDON, RUNNING, SHUTDOWN};
 use crate::coroutine::stack::Stack;
 use crate::coroutine::{self, overflow, Co, Context, Suspend};
+use crate::sys;
 use crate::task::{Job, Runnable};
 use crate::time::Timers;
-use crate::sys;
 
 /// Stacks a worker keeps for itself before handing them to the shared pool.
 const LOCAL_STACKS: usize = 256;
@@ -92,7 +92,10 @@ struct Worker {
 }
 
 /// Starts the worker threads of `shared`.
-pub(crate) fn spawn_workers(shared: &Arc<Shared>, stack_size: usize) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+pub(crate) fn spawn_workers(
+    shared: &Arc<Shared>,
+    stack_size: usize,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut threads = Vec::with_capacity(shared.remotes.len());
     for index in 0..shared.remotes.len() {
         let epoll = sys::epoll_create()?;
@@ -166,7 +169,6 @@ impl Worker {
             self.park();
         }
         WORKER.with(|w| w.set(None));
-        drop(tls);
         let stacks = std::mem::take(&mut self.stacks);
         self.shared.stacks.put_all(stacks);
         self.shared.worker_exited();
@@ -209,7 +211,8 @@ impl Worker {
     /// Runs one step of the most urgent work. False if there was none.
     fn run_next(&mut self) -> bool {
         let ready = self.ready.first();
-        let (local, inject) = if self.can_start() { (self.local.first(), self.shared.inject.first()) } else { (None, None) };
+        let (local, inject) =
+            if self.can_start() { (self.local.first(), self.shared.inject.first()) } else { (None, None) };
         let best = [ready, local, inject].into_iter().flatten().min();
         let Some(best) = best else { return false };
         if ready == Some(best) {

@@ -226,7 +226,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let task = Arc::new(Task { header: Header::new(priority), func: UnsafeCell::new(Some(func)), output: UnsafeCell::new(None) });
+    let task = Arc::new(Task {
+        header: Header::new(priority),
+        func: UnsafeCell::new(Some(func)),
+        output: UnsafeCell::new(None),
+    });
     (Job(task.clone()), JoinHandle::new(task))
 }
 
