@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     alive: Mutex<usize>,
     exited: Condvar,
     next_notify: AtomicUsize,
+    /// Set while a worker polls for work before parking (at most one does).
+    pub(crate) spinning: AtomicBool,
 }
 
 /// What other threads may touch of one worker.
@@ -102,6 +104,7 @@ impl Shared {
             state: AtomicU8::new(RUNNING),
             exited: Condvar::new(),
             next_notify: AtomicUsize::new(0),
+            spinning: AtomicBool::new(false),
         })
     }
 
@@ -134,7 +137,8 @@ impl Shared {
     /// Wakes one parked worker, if any.
     pub(crate) fn notify_one(&self) {
         std::sync::atomic::fence(SeqCst);
-        if self.idle.load(SeqCst) == 0 {
+        // A spinning worker will see the job (it re-checks after it stops spinning).
+        if self.spinning.load(SeqCst) || self.idle.load(SeqCst) == 0 {
             return;
         }
         let n = self.remotes.len();

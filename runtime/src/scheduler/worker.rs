@@ -13,6 +13,7 @@
 //! of `coroutine`).
 
 use std::cell::Cell;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,8 @@ use crate::time::Timers;
 
 /// Stacks a worker keeps for itself before handing them to the shared pool.
 const LOCAL_STACKS: usize = 256;
+/// How long a worker that ran something polls for more before it parks.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 struct Tls {
     shared: *const Shared,
@@ -87,6 +90,7 @@ struct Worker {
     timers: Timers,
     stacks: Vec<Stack>,
     dirty_stacks: bool,
+    ran_since_park: bool,
     epoll: sys::Fd,
     events: Vec<libc::epoll_event>,
 }
@@ -119,6 +123,7 @@ pub(crate) fn spawn_workers(
                 timers: Timers::default(),
                 stacks: Vec::new(),
                 dirty_stacks: false,
+                ran_since_park: false,
                 epoll,
                 events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
             };
@@ -310,6 +315,7 @@ impl Worker {
     }
 
     fn resume(&mut self, slot: u32) {
+        self.ran_since_park = true;
         let s = &mut self.slots[slot as usize];
         let mut co = s.co.take().expect("a live slot holds its coroutine");
         s.state = SlotState::Running;
@@ -369,7 +375,32 @@ impl Worker {
             && (self.shared.inject.first().is_some() || self.shared.remotes.iter().any(|r| r.steal.has_work()))
     }
 
+    /// Polls for new work for a short while before parking: a job often follows the one
+    /// that just ended, and a kernel wake-up costs tens of microseconds on a VM. At most one
+    /// worker spins at a time, and only after it ran something, so an idle runtime uses no
+    /// CPU.
+    fn spin(&mut self) -> bool {
+        if !std::mem::take(&mut self.ran_since_park) || self.shared.spinning.swap(true, SeqCst) {
+            return false;
+        }
+        let until = Instant::now() + SPIN;
+        let mut found = false;
+        while !found && Instant::now() < until {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            found = self.has_work();
+        }
+        // A submitter that saw `spinning` set did not wake anyone: look once more after
+        // clearing it (SeqCst on both sides, as in the parking protocol).
+        self.shared.spinning.store(false, SeqCst);
+        found || self.has_work()
+    }
+
     fn park(&mut self) {
+        if self.spin() {
+            return;
+        }
         if std::mem::take(&mut self.dirty_stacks) {
             self.stacks.iter_mut().for_each(Stack::trim);
         }
