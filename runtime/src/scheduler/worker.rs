@@ -2,7 +2,8 @@
 //!
 //! Each turn:
 //! 1. take the wake-ups other threads left in the mailbox, and the expired timers;
-//! 2. run the most urgent of: a ready coroutine, a local job, an injected job;
+//! 2. run the most urgent of: a ready coroutine, a local job, an injected job (a ready
+//!    coroutine wins a tie, except right after a yield, when a queued job goes first);
 //! 3. else steal a batch of not-yet-started jobs from another worker;
 //! 4. else trim the pooled stacks and park until a timer, an event or a wake-up.
 //!
@@ -91,6 +92,8 @@ struct Worker {
     stacks: Vec<Stack>,
     dirty_stacks: bool,
     ran_since_park: bool,
+    /// The last coroutine to run yielded: the next tie goes to a queued job.
+    yielded: bool,
     epoll: sys::Fd,
     events: Vec<libc::epoll_event>,
 }
@@ -124,6 +127,7 @@ pub(crate) fn spawn_workers(
                 stacks: Vec::new(),
                 dirty_stacks: false,
                 ran_since_park: false,
+                yielded: false,
                 epoll,
                 events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
             };
@@ -220,7 +224,10 @@ impl Worker {
             if self.can_start() { (self.local.first(), self.shared.inject.first()) } else { (None, None) };
         let best = [ready, local, inject].into_iter().flatten().min();
         let Some(best) = best else { return false };
-        if ready == Some(best) {
+        // After a yield, a queued job of the same priority goes first: a coroutine yielding
+        // in a loop must not keep new jobs from ever starting.
+        let job_first = std::mem::take(&mut self.yielded) && (local == Some(best) || inject == Some(best));
+        if ready == Some(best) && !job_first {
             let slot = self.ready.pop(best).expect("ready level is not empty");
             self.resume(slot);
         } else if local == Some(best) {
@@ -335,6 +342,7 @@ impl Worker {
                 s.co = Some(co);
                 s.state = SlotState::Ready;
                 self.ready.push(s.priority, slot);
+                self.yielded = true;
             }
             corosensei::CoroutineResult::Return(()) => {
                 let task = s.task.take().expect("a live slot holds its task");
