@@ -33,6 +33,8 @@ use crate::sys;
 
 /// Bytes below the top that stay resident when a pooled stack is trimmed.
 const KEEP: usize = 32 * 1024;
+/// Stacks mapped by one `mmap` when the pool runs dry.
+const MAP_BATCH: usize = 16;
 /// `MADV_GUARD_INSTALL`, not yet in the `libc` crate.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
@@ -58,28 +60,42 @@ unsafe impl corosensei::stack::Stack for Stack {
 }
 
 impl Stack {
-    fn map(usable: usize) -> io::Result<Stack> {
+    /// Maps `count` stacks with one `mmap` (fewer calls that take the address-space lock for
+    /// writing, which stalls the page faults of every other worker), then guards each.
+    fn map(usable: usize, count: usize) -> io::Result<Vec<Stack>> {
         let page = sys::page_size();
         let len = usable + page;
+        let total = len.checked_mul(count).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK;
         // SAFETY: an anonymous mapping at an address of the kernel's choosing.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), total, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let stack = Stack { bottom: ptr as usize, len, dirty: false };
+        // Each `Stack` owns (and unmaps) its own part of the mapping from here on.
+        let stacks: Vec<Stack> =
+            (0..count).map(|i| Stack { bottom: ptr as usize + i * len, len, dirty: false }).collect();
+        for stack in &stacks {
+            stack.install_guard()?; // on error, `stacks` unmaps everything on drop
+        }
+        Ok(stacks)
+    }
+
+    fn install_guard(&self) -> io::Result<()> {
+        let page = sys::page_size();
+        let ptr = self.bottom as *mut libc::c_void;
         if guard_kind() == GUARD_MADVISE {
-            // SAFETY: the first page of a mapping we own.
+            // SAFETY: the first page of a mapping this stack owns.
             if unsafe { libc::madvise(ptr, page, MADV_GUARD_INSTALL) } == 0 {
-                return Ok(stack);
+                return Ok(());
             }
             GUARD.store(GUARD_MPROTECT, Relaxed);
         }
-        // SAFETY: the first page of a mapping we own.
+        // SAFETY: the first page of a mapping this stack owns.
         if unsafe { libc::mprotect(ptr, page, libc::PROT_NONE) } != 0 {
-            return Err(io::Error::last_os_error()); // `stack` unmaps on drop
+            return Err(io::Error::last_os_error());
         }
-        Ok(stack)
+        Ok(())
     }
 
     /// The lowest address of the guard page and the address just above it.
@@ -175,15 +191,23 @@ impl StackPool {
             return Ok(stack);
         }
         let limit = self.limit.min(map_count_limit());
-        if self.mapped.fetch_add(1, Relaxed) >= limit {
-            self.mapped.fetch_sub(1, Relaxed);
+        let mapped = self.mapped.fetch_add(MAP_BATCH, Relaxed);
+        let count = limit.saturating_sub(mapped).min(MAP_BATCH);
+        self.mapped.fetch_sub(MAP_BATCH - count, Relaxed);
+        if count == 0 {
             self.starve(format_args!("{limit} stacks are mapped, the most this runtime allows"));
             return Err(Exhausted);
         }
-        match Stack::map(self.usable) {
-            Ok(stack) => Ok(stack),
+        match Stack::map(self.usable, count) {
+            Ok(mut stacks) => {
+                let stack = stacks.pop().expect("count > 0");
+                if !stacks.is_empty() {
+                    self.free.lock().unwrap_or_else(|e| e.into_inner()).extend(stacks);
+                }
+                Ok(stack)
+            }
             Err(err) => {
-                self.mapped.fetch_sub(1, Relaxed);
+                self.mapped.fetch_sub(count, Relaxed);
                 self.starve(format_args!("mmap failed: {err}"));
                 Err(Exhausted)
             }

@@ -89,6 +89,13 @@ impl Inject {
             match injector.steal_batch_and_pop(local.level(level)) {
                 Steal::Success(job) => {
                     local.mark(level);
+                    if injector.is_empty() {
+                        // Keep the bit exact, so that nobody wakes a worker for nothing.
+                        self.bits.clear(level);
+                        if !injector.is_empty() {
+                            self.bits.set(level);
+                        }
+                    }
                     return Some(job);
                 }
                 Steal::Empty => {

@@ -5,7 +5,8 @@
 //! 2. run the most urgent of: a ready coroutine, a local job, an injected job (a ready
 //!    coroutine wins a tie, except right after a yield, when a queued job goes first);
 //! 3. else steal a batch of not-yet-started jobs from another worker;
-//! 4. else trim the pooled stacks and park until a timer, an event or a wake-up.
+//! 4. else poll for new work a little, trim the pooled stacks (in batches) and park until a
+//!    timer, an event or a wake-up.
 //!
 //! Shutdown steps: in `SHUTDOWN` a worker cancels the jobs it can reach and keeps resuming
 //! its started coroutines until none is left, then exits. In `ABANDON` (the shutdown timeout
@@ -30,6 +31,10 @@ use crate::time::Timers;
 const LOCAL_STACKS: usize = 256;
 /// How long a worker that ran something polls for more before it parks.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// Pooled stacks are trimmed (their deep pages given back) when this many are dirty, or
+/// this long after the last trim: a `madvise` per job would cost more than the job.
+const TRIM_BATCH: usize = 64;
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Tls {
     shared: *const Shared,
@@ -90,7 +95,9 @@ struct Worker {
     live: usize,
     timers: Timers,
     stacks: Vec<Stack>,
-    dirty_stacks: bool,
+    /// Stacks returned to `stacks` since the last trim, and when that was.
+    dirty_stacks: usize,
+    last_trim: Instant,
     ran_since_park: bool,
     /// The last coroutine to run yielded: the next tie goes to a queued job.
     yielded: bool,
@@ -125,7 +132,8 @@ pub(crate) fn spawn_workers(
                 live: 0,
                 timers: Timers::default(),
                 stacks: Vec::new(),
-                dirty_stacks: false,
+                dirty_stacks: 0,
+                last_trim: Instant::now(),
                 ran_since_park: false,
                 yielded: false,
                 epoll,
@@ -268,7 +276,7 @@ impl Worker {
             self.shared.stacks.put_all([stack]);
             self.shared.notify_one();
         } else if self.stacks.len() < LOCAL_STACKS {
-            self.dirty_stacks = true;
+            self.dirty_stacks += 1;
             self.stacks.push(stack);
         } else {
             self.shared.stacks.put_all([stack]);
@@ -409,13 +417,25 @@ impl Worker {
         if self.spin() {
             return;
         }
-        if std::mem::take(&mut self.dirty_stacks) {
-            self.stacks.iter_mut().for_each(Stack::trim);
+        let mut trim_at = None;
+        if self.dirty_stacks > 0 {
+            let due = self.last_trim + TRIM_EVERY;
+            if self.dirty_stacks >= TRIM_BATCH || Instant::now() >= due {
+                self.stacks.iter_mut().for_each(Stack::trim);
+                self.dirty_stacks = 0;
+                self.last_trim = Instant::now();
+            } else {
+                trim_at = Some(due); // wake up to trim if nothing else does
+            }
         }
         self.remote.parked.store(true, std::sync::atomic::Ordering::SeqCst);
         self.shared.idle.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if !self.has_work() {
-            let timeout = self.timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let wake_at = match (self.timers.next_deadline(), trim_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake_at.map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none_or(|t| !t.is_zero()) {
                 sys::epoll_wait(self.epoll.0, &mut self.events, timeout);
             }
