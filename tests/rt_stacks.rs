@@ -137,3 +137,48 @@ fn min_stack_runs_shallow_code() {
         assert_eq!((id, sum, len.as_str()), (i as u64, 8 * 4950, "100"));
     }
 }
+
+/// Regression: with a stack limit, a worker that could not get a stack re-queued its job
+/// without waking the parked worker whose cache held the free stack, and the job hung.
+#[test]
+fn starved_worker_hands_job_to_worker_with_free_stack() {
+    let rt = openco::Builder::new().workers(2).max_coroutines(1).build().unwrap();
+    for i in 0..2000u32 {
+        let mut handle = rt.blocking(move || i);
+        match handle.timeout_join(std::time::Duration::from_secs(10)) {
+            Ok(v) => assert_eq!(v, i),
+            Err(e) => panic!("job {i} did not finish: {e}"),
+        }
+    }
+}
+
+/// Regression: two workers mapping stacks at once saw a false "limit reached" and stopped
+/// starting jobs. Two jobs that wait for each other must both start under `max_coroutines(2)`.
+#[test]
+fn concurrent_stack_mapping_does_not_starve() {
+    for iteration in 0..200 {
+        let rt = openco::Builder::new().workers(2).max_coroutines(2).build().unwrap();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let mut gates = Vec::new();
+        let handles: Vec<_> = (0..2u32)
+            .map(|i| {
+                let (open, gate) = futures::channel::oneshot::channel::<()>();
+                gates.push(open);
+                let started_tx = started_tx.clone();
+                rt.blocking(move || {
+                    started_tx.send(()).unwrap();
+                    let _ = openco::block_on(gate);
+                    i
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            let started = started_rx.recv_timeout(std::time::Duration::from_secs(10));
+            assert!(started.is_ok(), "iteration {iteration}: a job never started");
+        }
+        gates.into_iter().for_each(|g| drop(g.send(())));
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+}

@@ -24,7 +24,7 @@
 //! into two VMAs, so the pool caps itself below half of `vm.max_map_count`.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Mutex;
 
 use corosensei::stack::StackPointer;
@@ -182,40 +182,56 @@ impl StackPool {
     }
 
     pub(crate) fn is_starved(&self) -> bool {
-        self.starved.load(Relaxed)
+        self.starved.load(SeqCst)
     }
 
     /// A stack from the free list, or a fresh one.
     pub(crate) fn get(&self) -> Result<Stack, Exhausted> {
-        if let Some(stack) = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(stack) = self.pop_free() {
             return Ok(stack);
         }
         let limit = self.limit.min(map_count_limit());
-        let mapped = self.mapped.fetch_add(MAP_BATCH, Relaxed);
-        let count = limit.saturating_sub(mapped).min(MAP_BATCH);
-        self.mapped.fetch_sub(MAP_BATCH - count, Relaxed);
-        if count == 0 {
-            self.starve(format_args!("{limit} stacks are mapped, the most this runtime allows"));
-            return Err(Exhausted);
-        }
-        match Stack::map(self.usable, count) {
-            Ok(mut stacks) => {
-                let stack = stacks.pop().expect("count > 0");
-                if !stacks.is_empty() {
-                    self.free.lock().unwrap_or_else(|e| e.into_inner()).extend(stacks);
+        // Reserve exactly what will be mapped: an over-count, even a passing one, would make
+        // a concurrent `get` see a false "limit reached".
+        let reserved = self.mapped.fetch_update(Relaxed, Relaxed, |mapped| {
+            let count = limit.saturating_sub(mapped).min(MAP_BATCH);
+            (count > 0).then_some(mapped + count)
+        });
+        let why = match reserved {
+            Ok(mapped) => {
+                let count = limit.saturating_sub(mapped).min(MAP_BATCH);
+                match Stack::map(self.usable, count) {
+                    Ok(mut stacks) => {
+                        let stack = stacks.pop().expect("count > 0");
+                        if !stacks.is_empty() {
+                            self.put_all(stacks);
+                        }
+                        return Ok(stack);
+                    }
+                    Err(err) => {
+                        self.mapped.fetch_sub(count, Relaxed);
+                        format!("mmap failed: {err}")
+                    }
                 }
-                Ok(stack)
             }
-            Err(err) => {
-                self.mapped.fetch_sub(count, Relaxed);
-                self.starve(format_args!("mmap failed: {err}"));
-                Err(Exhausted)
-            }
+            Err(_) => format!("{limit} stacks are mapped, the most this runtime allows"),
+        };
+        // Starved. A stack returned between our first look and this store did not see the
+        // flag, so look once more (the free list's lock orders both sides).
+        self.starved.store(true, SeqCst);
+        if let Some(stack) = self.pop_free() {
+            self.starved.store(false, SeqCst);
+            return Ok(stack);
         }
+        self.warn_once(&why);
+        Err(Exhausted)
     }
 
-    fn starve(&self, why: std::fmt::Arguments<'_>) {
-        self.starved.store(true, Relaxed);
+    fn pop_free(&self) -> Option<Stack> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn warn_once(&self, why: &str) {
         if !self.warned.swap(true, Relaxed) {
             let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap_or_default();
             tracing::warn!(
@@ -227,15 +243,18 @@ impl StackPool {
         }
     }
 
-    /// Returns stacks to the shared free list, trimmed.
-    pub(crate) fn put_all(&self, stacks: impl IntoIterator<Item = Stack>) {
+    /// Returns stacks to the shared free list, trimmed. True if the pool was starved: the
+    /// caller then wakes a worker to use them.
+    pub(crate) fn put_all(&self, stacks: impl IntoIterator<Item = Stack>) -> bool {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let before = free.len();
         for mut stack in stacks {
             stack.trim();
             free.push(stack);
         }
+        let added = free.len() > before;
         drop(free);
-        self.starved.store(false, Relaxed);
+        added && self.starved.swap(false, SeqCst)
     }
 }
 

@@ -150,6 +150,15 @@ impl Shared {
         }
     }
 
+    /// Wakes every parked worker (rare: when a job could not get a stack, or stacks came
+    /// back to a starved pool).
+    pub(crate) fn notify_all(&self) {
+        std::sync::atomic::fence(SeqCst);
+        for remote in self.remotes.iter() {
+            self.unpark(remote);
+        }
+    }
+
     fn unpark(&self, remote: &Remote) -> bool {
         if remote.parked.swap(false, SeqCst) {
             self.idle.fetch_sub(1, SeqCst);

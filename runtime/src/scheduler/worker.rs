@@ -187,7 +187,9 @@ impl Worker {
         }
         WORKER.with(|w| w.set(None));
         let stacks = std::mem::take(&mut self.stacks);
-        self.shared.stacks.put_all(stacks);
+        if self.shared.stacks.put_all(stacks) {
+            self.shared.notify_all();
+        }
         self.shared.worker_exited();
     }
 
@@ -272,21 +274,22 @@ impl Worker {
 
     fn release_stack(&mut self, mut stack: Stack) {
         stack.mark_dirty();
-        if self.shared.stacks.is_starved() {
-            self.shared.stacks.put_all([stack]);
-            self.shared.notify_one();
-        } else if self.stacks.len() < LOCAL_STACKS {
+        if self.shared.stacks.is_starved() || self.stacks.len() >= LOCAL_STACKS {
+            if self.shared.stacks.put_all([stack]) {
+                self.shared.notify_all();
+            }
+        } else {
             self.dirty_stacks += 1;
             self.stacks.push(stack);
-        } else {
-            self.shared.stacks.put_all([stack]);
         }
     }
 
     fn start(&mut self, job: Job) {
         let Some(stack) = self.take_stack() else {
-            // No stack: the job waits in the queue until one is freed (`can_start`).
+            // No stack here: the job waits in the queue until one is freed (`can_start`).
+            // A parked worker may hold free stacks in its own cache: wake them all to look.
             self.shared.inject.push(job);
+            self.shared.notify_all();
             return;
         };
         if !job.header().start() {
