@@ -176,7 +176,9 @@ fn concurrent_stack_mapping_does_not_starve() {
             let started = started_rx.recv_timeout(std::time::Duration::from_secs(10));
             assert!(started.is_ok(), "iteration {iteration}: a job never started");
         }
-        gates.into_iter().for_each(|g| drop(g.send(())));
+        for gate in gates {
+            let _ = gate.send(());
+        }
         for h in handles {
             h.join().unwrap();
         }
