@@ -24,14 +24,14 @@
 //! minus the count just before the batch (the sampler is counted in both). Linux only.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::future::Future;
 use std::hint::black_box;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use openco_workspace::proc_stats::{reset_peak_rss as reset_hwm, status, Sampler};
 
 const SLEEP: Duration = Duration::from_millis(100);
 const SLEEP_JOBS: u64 = 10_000;
@@ -401,7 +401,7 @@ fn measure(
 ) -> Measurement {
     let sampler = sample_threads.then(Sampler::start);
     let threads_before = status("Threads");
-    let _ = fs::write("/proc/self/clear_refs", "5"); // reset VmHWM to the current RSS
+    reset_hwm(); // VmHWM back to the current RSS
     let rss_before_kib = status("VmRSS");
     let start = Instant::now();
     let sum = rt.block_on(rt.spawn(batch)).expect("batch task failed");
@@ -409,44 +409,4 @@ fn measure(
     let hwm_kib = status("VmHWM");
     let peak_threads = sampler.map_or(threads_before, Sampler::stop).max(threads_before);
     Measurement { wall, threads_before, peak_threads, rss_before_kib, hwm_kib, sum }
-}
-
-/// Samples the process's thread count every millisecond, keeping the peak.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicUsize>,
-    thread: thread::JoinHandle<()>,
-}
-
-impl Sampler {
-    fn start() -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let (s, p) = (stop.clone(), peak.clone());
-        let thread = thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(status("Threads"), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(1));
-            }
-        });
-        while peak.load(Ordering::Relaxed) == 0 {
-            thread::yield_now();
-        }
-        Sampler { stop, peak, thread }
-    }
-
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("sampler thread panicked");
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-/// A numeric field of `/proc/self/status` (`Threads`, or a `Vm*` field in KiB).
-fn status(field: &str) -> usize {
-    let text = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }

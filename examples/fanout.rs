@@ -23,12 +23,11 @@
 //! reset through `/proc/self/clear_refs` before each run so the runs do not pollute each
 //! other). Linux only.
 
-use std::fs;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use openco_workspace::proc_stats::{reset_peak_rss as reset_hwm, status, Sampler};
 
 const SLEEP: Duration = Duration::from_millis(100);
 
@@ -126,51 +125,10 @@ fn measure(rt: &tokio::runtime::Runtime, batch: impl Future<Output = u64> + Send
     Run { wall, threads_before, peak_threads, rss_growth_kib, sum }
 }
 
-/// Samples the process's thread count every millisecond, keeping the peak.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicUsize>,
-    thread: thread::JoinHandle<()>,
-}
-
-impl Sampler {
-    fn start() -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let (s, p) = (stop.clone(), peak.clone());
-        let thread = thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(status("Threads"), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(1));
-            }
-        });
-        // Wait for the first sample, so the sampler counts itself from the start.
-        while peak.load(Ordering::Relaxed) == 0 {
-            thread::yield_now();
-        }
-        Sampler { stop, peak, thread }
-    }
-
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("sampler thread panicked");
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-/// A numeric field of `/proc/self/status` (`Threads`, or a `Vm*` field in KiB).
-fn status(field: &str) -> usize {
-    let text = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
-}
-
 /// Resets `VmHWM` to the current RSS (Linux >= 4.0); if that fails, the RSS growth of the
 /// second run is understated, so say so.
 fn reset_peak_rss() {
-    if fs::write("/proc/self/clear_refs", "5").is_err() {
+    if !reset_hwm() {
         eprintln!("warning: cannot reset VmHWM; the peak RSS growth of later runs is a lower bound");
     }
 }
