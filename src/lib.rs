@@ -11,6 +11,13 @@ pub mod proc_stats {
     use std::time::Duration;
 
     /// A numeric field of `/proc/self/status` (`Threads`, or a `Vm*` field in KiB).
+    ///
+    /// ```
+    /// use openco_workspace::proc_stats::{status, Sampler};
+    /// let sampler = Sampler::start();
+    /// assert!(status("VmRSS") > 0);
+    /// assert!(sampler.stop() >= 2); // this thread and the sampler
+    /// ```
     pub fn status(field: &str) -> usize {
         let text = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
         text.lines()
