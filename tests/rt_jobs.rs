@@ -157,15 +157,8 @@ rt_test! {
 // ---------------------------------------------------------------------------------------------
 // Abort
 
-// STARVED_STACK_HANG, a known runtime bug kept out of this suite so that it stays green: with
-// two or more workers and `max_coroutines(n)`, a job submitted after all `n` stacks were mapped
-// can hang forever.
-// A worker that finds no stack (`Worker::start`) pushes the job back on the inject queue
-// without waking anyone, then parks; the free stack sits in the local cache of another worker
-// that is already parked (`release_stack` / the discard path of `start` keep it locally when
-// the pool is not starved at that moment). Repro: `workers(2).max_coroutines(1)`, then
-// `for i in 0..2000 { rt.blocking(move || i).join() }` hangs within a few thousand jobs.
-// The two-worker `max_coroutines(1)` tests below therefore submit no job after the contention.
+// The two-worker cases below also check that a job submitted after the stack contention
+// runs: a worker without a stack used to strand it (fixed; see tests/rt_stacks.rs).
 
 /// Sets its flag when dropped: tells whether a job's closure was dropped.
 struct SetOnDrop(Arc<AtomicBool>);
@@ -196,10 +189,7 @@ rt_test! {
         assert!(finished, "a cancelled job is finished");
         assert!(result.unwrap_err().is_cancelled());
         // The runtime goes on, and the cancelled closure never runs.
-        if workers == 1 {
-            // Not on two workers: see `STARVED_STACK_HANG`.
-            assert_eq!(join(rt.blocking(|| 9)).unwrap(), 9);
-        }
+        assert_eq!(join(rt.blocking(|| 9)).unwrap(), 9);
         drop(rt);
         assert!(!ran.load(SeqCst));
     }
@@ -232,10 +222,7 @@ rt_test! {
 
         open.open(41);
         assert_eq!(join(first).unwrap(), 42);
-        if workers == 1 {
-            // Not on two workers: see `STARVED_STACK_HANG`.
-            assert_eq!(join(rt.blocking(|| 7)).unwrap(), 7);
-        }
+        assert_eq!(join(rt.blocking(|| 7)).unwrap(), 7);
         drop(rt);
         assert!(!ran.load(SeqCst), "an aborted job never runs");
         assert!(dropped.load(SeqCst), "an aborted job's closure is dropped");
