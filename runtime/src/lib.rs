@@ -33,6 +33,8 @@ compile_error!("openco supports Linux on x86_64 and aarch64 only for now");
 mod coroutine;
 mod env;
 mod hook;
+mod io;
+mod offload;
 mod runtime;
 mod scheduler;
 mod sys;

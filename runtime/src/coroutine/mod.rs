@@ -37,10 +37,24 @@ pub(crate) enum Suspend {
     Park(Option<Instant>),
     /// Resume after the other ready coroutines and jobs of the same priority.
     Yield,
+    /// Resume when one of the fds is ready, when the deadline passes, or when one of them is
+    /// closed (see `io`). The list lives on the suspended coroutine's stack.
+    Io { interests: *const Interest, len: usize, deadline: Option<Instant> },
 }
 
-pub(crate) type Co = corosensei::Coroutine<(), Suspend, (), stack::Stack>;
-pub(crate) type CoYielder = Yielder<(), Suspend>;
+/// One fd and the `EPOLL*` events a suspended coroutine waits for on it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Interest {
+    pub(crate) fd: i32,
+    pub(crate) events: u32,
+}
+
+/// The value a coroutine is resumed with: 0, or the errno of a failed `Suspend::Io`
+/// registration (the coroutine is then resumed at once).
+pub(crate) type Resume = i32;
+
+pub(crate) type Co = corosensei::Coroutine<Resume, Suspend, (), stack::Stack>;
+pub(crate) type CoYielder = Yielder<Resume, Suspend>;
 
 /// What the running coroutine publishes about itself.
 pub(crate) struct Context {
@@ -87,15 +101,17 @@ pub fn in_coroutine() -> bool {
     current().is_some()
 }
 
-/// Suspends the current coroutine with `request`. Returns when the worker resumes it.
-pub(crate) fn suspend(ctx: &Context, request: Suspend) {
+/// Suspends the current coroutine with `request`. Returns the value the worker resumes it
+/// with.
+pub(crate) fn suspend(ctx: &Context, request: Suspend) -> Resume {
     let saved_errno = sys::errno();
     let ptr: *const Context = ctx;
     CURRENT.with(|c| c.set(std::ptr::null()));
     // SAFETY: `yielder` belongs to the coroutine running on this thread (we are in it).
-    unsafe { (*ctx.yielder).suspend(request) };
+    let resumed = unsafe { (*ctx.yielder).suspend(request) };
     CURRENT.with(|c| c.set(ptr));
     sys::set_errno(saved_errno);
+    resumed
 }
 
 /// Suspends the current coroutine until its [`waker`] is woken or `deadline` passes.
@@ -104,7 +120,9 @@ pub(crate) fn suspend(ctx: &Context, request: Suspend) {
 /// Outside a coroutine it parks the thread (`thread::park` / `park_timeout`).
 pub fn park(deadline: Option<Instant>) {
     match current() {
-        Some(ctx) => suspend(ctx, Suspend::Park(deadline)),
+        Some(ctx) => {
+            suspend(ctx, Suspend::Park(deadline));
+        }
         None => match deadline {
             None => thread::park(),
             Some(d) => thread::park_timeout(d.saturating_duration_since(Instant::now())),
@@ -116,7 +134,9 @@ pub fn park(deadline: Option<Instant>) {
 /// `std::thread::yield_now`.
 pub fn yield_now() {
     match current() {
-        Some(ctx) => suspend(ctx, Suspend::Yield),
+        Some(ctx) => {
+            suspend(ctx, Suspend::Yield);
+        }
         None => thread::yield_now(),
     }
 }

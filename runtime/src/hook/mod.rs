@@ -13,7 +13,13 @@
 //!
 //! One file per syscall family.
 
+mod dns;
+mod fd;
+mod net;
+mod poll;
+mod rw;
 mod sleep;
+mod wait;
 
 /// Resolves the next definition of a libc function (libc's own), once.
 macro_rules! real {

@@ -20,7 +20,8 @@ use crate::sys;
 /// Parks the coroutine until `duration` has passed; a zero duration yields.
 fn sleep_in(ctx: &Context, duration: Duration) {
     if duration.is_zero() {
-        return coroutine::suspend(ctx, Suspend::Yield);
+        coroutine::suspend(ctx, Suspend::Yield);
+        return;
     }
     let deadline = Instant::now().checked_add(duration);
     // Wake-ups before the deadline are spurious (a stale waker): sleep on.

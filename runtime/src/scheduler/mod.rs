@@ -70,6 +70,8 @@ pub(crate) struct Remote {
     pub(crate) steal: queue::StealSide,
     /// Wake-ups of this worker's coroutines, sent from any thread.
     pub(crate) mailbox: Injector<WakeTarget>,
+    /// fds closed by any thread while this worker had coroutines waiting on them.
+    pub(crate) closed: Injector<i32>,
     parked: AtomicBool,
     eventfd: sys::Fd,
 }
@@ -89,6 +91,7 @@ impl Shared {
                 Ok(Arc::new(Remote {
                     steal: queue::StealSide::new(),
                     mailbox: Injector::new(),
+                    closed: Injector::new(),
                     parked: AtomicBool::new(false),
                     eventfd: sys::eventfd()?,
                 }))
@@ -174,6 +177,15 @@ impl Shared {
         let remote = &self.remotes[target.worker];
         remote.mailbox.push(target);
         std::sync::atomic::fence(SeqCst);
+        self.unpark(remote);
+    }
+
+    /// Tells worker `index` that `fd` was closed: its coroutines waiting on it must retry.
+    pub(crate) fn fd_closed(&self, index: usize, fd: i32) {
+        let remote = &self.remotes[index];
+        remote.closed.push(fd);
+        std::sync::atomic::fence(SeqCst);
+        // A worker that is not parked looks at `closed` at its next turn.
         self.unpark(remote);
     }
 

@@ -1,12 +1,14 @@
 //! The worker loop: one OS thread running its coroutines.
 //!
 //! Each turn:
-//! 1. take the wake-ups other threads left in the mailbox, and the expired timers;
+//! 1. take the wake-ups other threads left in the mailbox, the expired timers, the fds
+//!    closed under waiting coroutines, and (every few turns, if some coroutine waits for IO)
+//!    the reactor's ready events;
 //! 2. run the most urgent of: a ready coroutine, a local job, an injected job (a ready
 //!    coroutine wins a tie, except right after a yield, when a queued job goes first);
 //! 3. else steal a batch of not-yet-started jobs from another worker;
-//! 4. else poll for new work a little, trim the pooled stacks (in batches) and park until a
-//!    timer, an event or a wake-up.
+//! 4. else poll for new work a little, trim the pooled stacks (in batches) and park in the
+//!    reactor's `epoll_wait` until a timer, an IO event or a wake-up.
 //!
 //! Shutdown steps: in `SHUTDOWN` a worker cancels the jobs it can reach and keeps resuming
 //! its started coroutines until none is left, then exits. In `ABANDON` (the shutdown timeout
@@ -22,7 +24,8 @@ use std::time::Instant;
 use super::queue::{Local, Ready};
 use super::{Remote, Shared, WakeTarget, ABANDON, RUNNING, SHUTDOWN};
 use crate::coroutine::stack::Stack;
-use crate::coroutine::{self, overflow, Co, Context, Suspend};
+use crate::coroutine::{self, overflow, Co, Context, Interest, Suspend};
+use crate::io::{registry, Reactor, Waiter, WAKE_TOKEN};
 use crate::sys;
 use crate::task::{Job, Runnable};
 use crate::time::Timers;
@@ -35,6 +38,9 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// this long after the last trim: a `madvise` per job would cost more than the job.
 const TRIM_BATCH: usize = 64;
 const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// A busy worker looks at its reactor every this many turns (tokio uses 61 too), so that IO
+/// readiness is not starved by a long run queue.
+const IO_EVERY: u32 = 61;
 
 struct Tls {
     shared: *const Shared,
@@ -82,6 +88,24 @@ struct Slot {
     task: Option<Arc<dyn Runnable>>,
     /// Guard page bounds and usable size of the stack, for the overflow handler.
     guard: (usize, usize, usize),
+    /// What the coroutine is resumed with next (see `coroutine::Resume`).
+    input: i32,
+}
+
+fn is_parked(slots: &[Slot], w: Waiter) -> bool {
+    slots.get(w.slot as usize).is_some_and(|s| s.gen == w.gen && s.park == w.park && s.state == SlotState::Parked)
+}
+
+/// Makes a parked coroutine ready, unless the wake-up is stale: the coroutine ended, or was
+/// woken already (`park` is the park count the waker saw, if it knows it).
+fn make_ready(slots: &mut [Slot], ready: &mut Ready, slot: u32, gen: u32, park: Option<u32>) {
+    let Some(s) = slots.get_mut(slot as usize) else { return };
+    if s.gen != gen || s.state != SlotState::Parked || park.is_some_and(|p| p != s.park) {
+        return;
+    }
+    s.state = SlotState::Ready;
+    s.park = s.park.wrapping_add(1);
+    ready.push(s.priority, slot);
 }
 
 struct Worker {
@@ -101,8 +125,11 @@ struct Worker {
     ran_since_park: bool,
     /// The last coroutine to run yielded: the next tie goes to a queued job.
     yielded: bool,
-    epoll: sys::Fd,
-    events: Vec<libc::epoll_event>,
+    reactor: Reactor,
+    /// Turns since the reactor was last polled.
+    turns: u32,
+    /// Reused buffer of the waiters an event woke.
+    woken: Vec<Waiter>,
 }
 
 /// Starts the worker threads of `shared`.
@@ -114,13 +141,14 @@ pub(crate) fn spawn_workers(
     for index in 0..shared.remotes.len() {
         let epoll = sys::epoll_create()?;
         let remote = shared.remotes[index].clone();
-        sys::epoll_add(epoll.0, remote.eventfd.0, libc::EPOLLIN as u32, u64::MAX)?;
+        sys::epoll_add(epoll.0, remote.eventfd.0, libc::EPOLLIN as u32, WAKE_TOKEN)?;
         let name = format!("{}-{index}", shared.config.thread_name);
         let worker_shared = shared.clone();
         let thread = std::thread::Builder::new().name(name).stack_size(stack_size).spawn(move || {
             let shared = worker_shared;
             let _altstack = overflow::ensure_altstack();
             let local = Local::new(remote.clone());
+            let id = registry::register_worker(&shared, index);
             let worker = Worker {
                 index,
                 shared,
@@ -136,10 +164,12 @@ pub(crate) fn spawn_workers(
                 last_trim: Instant::now(),
                 ran_since_park: false,
                 yielded: false,
-                epoll,
-                events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
+                reactor: Reactor::new(epoll, id),
+                turns: 0,
+                woken: Vec::new(),
             };
             worker.run();
+            registry::unregister_worker(id);
         });
         match thread {
             Ok(t) => threads.push(t),
@@ -193,17 +223,27 @@ impl Worker {
         self.shared.worker_exited();
     }
 
-    /// Mailbox and timers: makes woken coroutines ready.
+    /// Mailbox, closed fds, timers and (now and then) IO: makes woken coroutines ready.
     fn take_wakeups(&mut self) {
         while let crossbeam_deque::Steal::Success(target) = self.remote.mailbox.steal() {
-            self.make_ready(target.slot, target.gen, None);
+            make_ready(&mut self.slots, &mut self.ready, target.slot, target.gen, None);
+        }
+        while let crossbeam_deque::Steal::Success(fd) = self.remote.closed.steal() {
+            let mut woken = std::mem::take(&mut self.woken);
+            let slots = &self.slots;
+            self.reactor.closed(fd, &|w| is_parked(slots, w), &mut |w| woken.push(w));
+            self.wake_all(&mut woken);
+        }
+        self.turns += 1;
+        if self.turns >= IO_EVERY && self.reactor.has_waiters() {
+            self.poll_io(Some(std::time::Duration::ZERO));
         }
         if self.timers.is_empty() {
             return;
         }
         let now = Instant::now();
         while let Some(entry) = self.timers.pop_expired(now) {
-            self.make_ready(entry.slot, entry.gen, Some(entry.park));
+            make_ready(&mut self.slots, &mut self.ready, entry.slot, entry.gen, Some(entry.park));
         }
         let slots = &self.slots;
         self.timers.compact(self.live, |e| {
@@ -212,14 +252,26 @@ impl Worker {
         });
     }
 
-    fn make_ready(&mut self, slot: u32, gen: u32, park: Option<u32>) {
-        let Some(s) = self.slots.get_mut(slot as usize) else { return };
-        if s.gen != gen || s.state != SlotState::Parked || park.is_some_and(|p| p != s.park) {
-            return; // stale: the coroutine ended, or was woken already
+    fn wake_all(&mut self, woken: &mut Vec<Waiter>) {
+        for w in woken.drain(..) {
+            make_ready(&mut self.slots, &mut self.ready, w.slot, w.gen, Some(w.park));
         }
-        s.state = SlotState::Ready;
-        s.park = s.park.wrapping_add(1);
-        self.ready.push(s.priority, slot);
+        self.woken = std::mem::take(woken);
+    }
+
+    /// Waits for IO events (or the eventfd) up to `timeout` and makes the coroutines they
+    /// concern ready. Returns whether anything happened.
+    fn poll_io(&mut self, timeout: Option<std::time::Duration>) -> bool {
+        self.turns = 0;
+        let mut woken = std::mem::take(&mut self.woken);
+        let slots = &self.slots;
+        let any = self.reactor.poll(timeout, |w| is_parked(slots, w), |w| woken.push(w));
+        self.wake_all(&mut woken);
+        if self.reactor.waiting_count() > 2 * self.live + 1024 {
+            let slots = &self.slots;
+            self.reactor.prune(|w| is_parked(slots, w));
+        }
+        any
     }
 
     /// Whether new jobs may start: a stack can be had.
@@ -308,6 +360,7 @@ impl Worker {
                     co: None,
                     task: None,
                     guard: (0, 0, 0),
+                    input: 0,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -319,7 +372,7 @@ impl Worker {
         let target = WakeTarget { worker: self.index, slot, gen: s.gen };
         let shared = self.shared.clone();
         let runnable = job.runnable().clone();
-        let co = Co::with_stack(stack, move |yielder, ()| {
+        let co = Co::with_stack(stack, move |yielder, _: i32| {
             let ctx = Context { yielder, shared, target };
             coroutine::enter(&ctx, || runnable.run());
         });
@@ -337,8 +390,9 @@ impl Worker {
         let s = &mut self.slots[slot as usize];
         let mut co = s.co.take().expect("a live slot holds its coroutine");
         s.state = SlotState::Running;
+        let input = std::mem::take(&mut s.input);
         overflow::set_running_guard(s.guard);
-        let result = co.resume(());
+        let result = co.resume(input);
         overflow::set_running_guard((0, 0, 0));
         let s = &mut self.slots[slot as usize];
         match result {
@@ -347,6 +401,26 @@ impl Worker {
                 s.state = SlotState::Parked;
                 if let Some(deadline) = deadline {
                     self.timers.insert(deadline, slot, s.gen, s.park);
+                }
+            }
+            corosensei::CoroutineResult::Yield(Suspend::Io { interests, len, deadline }) => {
+                s.co = Some(co);
+                s.state = SlotState::Parked;
+                let who = Waiter { slot, gen: s.gen, park: s.park };
+                // SAFETY: the list lives on the stack of the coroutine, which stays suspended
+                // (and its stack alive) until this worker resumes it, after this call.
+                let interests: &[Interest] = unsafe { std::slice::from_raw_parts(interests, len) };
+                let slots = &self.slots;
+                match self.reactor.register(interests, who, |w| is_parked(slots, w)) {
+                    Ok(()) => {
+                        if let Some(deadline) = deadline {
+                            self.timers.insert(deadline, slot, who.gen, who.park);
+                        }
+                    }
+                    Err(errno) => {
+                        self.slots[slot as usize].input = errno;
+                        make_ready(&mut self.slots, &mut self.ready, slot, who.gen, Some(who.park));
+                    }
                 }
             }
             corosensei::CoroutineResult::Yield(Suspend::Yield) => {
@@ -387,7 +461,7 @@ impl Worker {
     }
 
     fn has_work(&self) -> bool {
-        if !self.remote.mailbox.is_empty() || self.shared.state() != RUNNING {
+        if !self.remote.mailbox.is_empty() || !self.remote.closed.is_empty() || self.shared.state() != RUNNING {
             return true;
         }
         self.can_start()
@@ -409,6 +483,9 @@ impl Worker {
                 std::hint::spin_loop();
             }
             found = self.has_work();
+            if !found && self.reactor.has_waiters() {
+                found = self.poll_io(Some(std::time::Duration::ZERO));
+            }
         }
         // A submitter that saw `spinning` set did not wake anyone: look once more after
         // clearing it (SeqCst on both sides, as in the parking protocol).
@@ -439,9 +516,9 @@ impl Worker {
                 (a, b) => a.or(b),
             };
             let timeout = wake_at.map(|d| d.saturating_duration_since(Instant::now()));
-            if timeout.is_none_or(|t| !t.is_zero()) {
-                sys::epoll_wait(self.epoll.0, &mut self.events, timeout);
-            }
+            self.poll_io(timeout);
+        } else if self.reactor.has_waiters() {
+            self.poll_io(Some(std::time::Duration::ZERO));
         }
         if self.remote.parked.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.shared.idle.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);

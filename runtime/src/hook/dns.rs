@@ -1,0 +1,1 @@
+//! `getaddrinfo` offloaded to helper threads. Being written.

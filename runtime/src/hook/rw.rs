@@ -1,0 +1,212 @@
+//! `read`, `readv`, `write`, `writev`: the calls that work on any kind of fd.
+//!
+//! Inside a coroutine, a blocking fd that can wait for readiness (socket, pipe, FIFO,
+//! eventfd, tty...) is read and written with `preadv2`/`pwritev2(RWF_NOWAIT)` at the current
+//! position, which goes through the same kernel read/write path as `read`/`write` (same
+//! results, same errors) but returns `EAGAIN` instead of blocking; then the coroutine waits
+//! for readiness. Files whose driver does not support `RWF_NOWAIT` (ttys, some character
+//! devices) are polled first and then read or written with the plain call.
+//!
+//! Passed to libc unchanged: fds the user made non-blocking, regular files, directories and
+//! block devices (they never wait for readiness; io_uring will serve them), and writes to
+//! fds 1 and 2: `println!` holds stdout's thread-keyed lock around its write, and a second
+//! coroutine of the same worker printing while the first is suspended there would re-enter
+//! the lock's `RefCell` (see NOTES).
+//!
+//! Telling the kinds apart costs one `fcntl(F_GETFL)`, which also gives the user's
+//! `O_NONBLOCK`: fds made by `socket`, `pipe`, `eventfd` and the like are anonymous inodes,
+//! which the kernel never marks `O_LARGEFILE`; every fd opened by path is marked (64-bit
+//! kernels force the flag), and only those need an `fstat`.
+
+use libc::{c_int, c_void, iovec, size_t, ssize_t};
+
+use super::real;
+use super::wait::{ready_now, Call};
+use crate::coroutine::{self, Context};
+use crate::io::flags;
+use crate::sys;
+
+const RWF_NOWAIT: c_int = 0x8;
+
+/// Whether a blocking call on `fd` can wait for readiness (see the module docs).
+fn can_wait(fd: c_int) -> bool {
+    let Ok(fl) = flags::user_flags(fd) else { return false };
+    if fl & (libc::O_NONBLOCK | libc::O_PATH) != 0 {
+        return false;
+    }
+    if fl & libc::O_LARGEFILE == 0 {
+        return true;
+    }
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-parameter.
+    if unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK)
+}
+
+/// One attempt at a non-blocking read or write, falling back to "poll, then the plain call"
+/// for files without `RWF_NOWAIT` support.
+struct Attempt {
+    fd: c_int,
+    poll_events: libc::c_short,
+    no_nowait: bool,
+}
+
+impl Attempt {
+    fn new(fd: c_int, poll_events: libc::c_short) -> Attempt {
+        Attempt { fd, poll_events, no_nowait: false }
+    }
+
+    fn run(&mut self, blocking: bool, nowait: impl FnOnce() -> isize, plain: impl FnOnce() -> isize) -> isize {
+        if blocking {
+            return plain();
+        }
+        if !self.no_nowait {
+            let ret = nowait();
+            if ret >= 0 || sys::errno() != libc::EOPNOTSUPP {
+                return ret;
+            }
+            self.no_nowait = true;
+        }
+        if ready_now(self.fd, self.poll_events) {
+            plain()
+        } else {
+            sys::set_errno(libc::EAGAIN);
+            -1
+        }
+    }
+}
+
+fn preadv2_nowait(fd: c_int, iov: *const iovec, iovcnt: c_int) -> isize {
+    // SAFETY: the caller's buffers, as the kernel validates them; offset -1 is "the current
+    // position", as for `readv`.
+    unsafe { libc::syscall(libc::SYS_preadv2, fd, iov, iovcnt, -1i64, 0i64, RWF_NOWAIT) as isize }
+}
+
+fn pwritev2_nowait(fd: c_int, iov: *const iovec, iovcnt: c_int) -> isize {
+    // SAFETY: as in `preadv2_nowait`.
+    unsafe { libc::syscall(libc::SYS_pwritev2, fd, iov, iovcnt, -1i64, 0i64, RWF_NOWAIT) as isize }
+}
+
+fn read_in(ctx: &Context, fd: c_int, iov: *const iovec, iovcnt: c_int, plain: impl Fn() -> isize) -> isize {
+    let mut attempt = Attempt::new(fd, libc::POLLIN);
+    Call::read(fd).blocking().run(ctx, |blocking| attempt.run(blocking, || preadv2_nowait(fd, iov, iovcnt), &plain))
+}
+
+/// # Safety
+/// As libc's `read`.
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+    let real = real!(read: fn(c_int, *mut c_void, size_t) -> ssize_t);
+    match coroutine::current() {
+        Some(ctx) if can_wait(fd) => {
+            let iov = iovec { iov_base: buf, iov_len: count };
+            // SAFETY: the caller's arguments.
+            read_in(ctx, fd, &iov, 1, || unsafe { real(fd, buf, count) })
+        }
+        // SAFETY: the caller's arguments, passed on as they are.
+        _ => unsafe { real(fd, buf, count) },
+    }
+}
+
+/// # Safety
+/// As libc's `readv`.
+#[no_mangle]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    let real = real!(readv: fn(c_int, *const iovec, c_int) -> ssize_t);
+    match coroutine::current() {
+        // SAFETY: the caller's arguments.
+        Some(ctx) if can_wait(fd) => read_in(ctx, fd, iov, iovcnt, || unsafe { real(fd, iov, iovcnt) }),
+        // SAFETY: the caller's arguments, passed on as they are.
+        _ => unsafe { real(fd, iov, iovcnt) },
+    }
+}
+
+/// # Safety
+/// As libc's `write`.
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    let real = real!(write: fn(c_int, *const c_void, size_t) -> ssize_t);
+    let ctx = match coroutine::current() {
+        Some(ctx) if fd > 2 && can_wait(fd) => ctx,
+        // SAFETY: the caller's arguments, passed on as they are.
+        _ => return unsafe { real(fd, buf, count) },
+    };
+    let mut attempt = Attempt::new(fd, libc::POLLOUT);
+    Call::write(fd).blocking().run_write_all(
+        ctx,
+        || count,
+        |blocking, done| {
+            let rest = buf.wrapping_byte_add(done);
+            let iov = iovec { iov_base: rest.cast_mut(), iov_len: count - done };
+            // SAFETY: the unwritten part of the caller's buffer.
+            attempt.run(blocking, || pwritev2_nowait(fd, &iov, 1), || unsafe { real(fd, rest, count - done) })
+        },
+    )
+}
+
+/// # Safety
+/// As libc's `writev`.
+#[no_mangle]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    let real = real!(writev: fn(c_int, *const iovec, c_int) -> ssize_t);
+    let ctx = match coroutine::current() {
+        Some(ctx) if fd > 2 && can_wait(fd) => ctx,
+        // SAFETY: the caller's arguments, passed on as they are.
+        _ => return unsafe { real(fd, iov, iovcnt) },
+    };
+    let mut attempt = Attempt::new(fd, libc::POLLOUT);
+    let mut rest = Vec::new();
+    Call::write(fd).blocking().run_write_all(
+        ctx,
+        // SAFETY: called only after the kernel accepted `iov` for a write.
+        || unsafe { iov_total(iov, iovcnt) },
+        |blocking, done| {
+            // SAFETY: as for `total`: `done > 0` only after a successful write of `iov`.
+            let (ptr, cnt) = unsafe { iov_after(iov, iovcnt, done, &mut rest) };
+            // SAFETY: the unwritten part of the caller's buffers.
+            attempt.run(blocking, || pwritev2_nowait(fd, ptr, cnt), || unsafe { real(fd, ptr, cnt) })
+        },
+    )
+}
+
+/// The byte count of an iovec array.
+///
+/// # Safety
+/// `iov` is valid for `iovcnt` entries.
+pub(crate) unsafe fn iov_total(iov: *const iovec, iovcnt: c_int) -> usize {
+    // SAFETY: guaranteed by the caller.
+    let iov = unsafe { std::slice::from_raw_parts(iov, iovcnt.max(0) as usize) };
+    iov.iter().fold(0usize, |acc, v| acc.saturating_add(v.iov_len))
+}
+
+/// The part of an iovec array after its first `done` bytes: the array itself when `done` is
+/// 0, else a trimmed copy in `scratch`.
+///
+/// # Safety
+/// When `done > 0`, `iov` is valid for `iovcnt` entries.
+pub(crate) unsafe fn iov_after(
+    iov: *const iovec,
+    iovcnt: c_int,
+    done: usize,
+    scratch: &mut Vec<iovec>,
+) -> (*const iovec, c_int) {
+    if done == 0 {
+        return (iov, iovcnt);
+    }
+    // SAFETY: guaranteed by the caller.
+    let all = unsafe { std::slice::from_raw_parts(iov, iovcnt.max(0) as usize) };
+    scratch.clear();
+    let mut skip = done;
+    for v in all {
+        if skip >= v.iov_len {
+            skip -= v.iov_len;
+            continue;
+        }
+        scratch.push(iovec { iov_base: v.iov_base.wrapping_byte_add(skip), iov_len: v.iov_len - skip });
+        skip = 0;
+    }
+    (scratch.as_ptr(), scratch.len() as c_int)
+}
