@@ -28,13 +28,20 @@ use crate::sys;
 
 const RWF_NOWAIT: c_int = 0x8;
 
+/// The kernel's `O_LARGEFILE` as `F_GETFL` reports it (libc's constant is 0 on 64-bit
+/// targets, where the flag is implied for user space).
+#[cfg(target_arch = "x86_64")]
+const KERNEL_O_LARGEFILE: c_int = 0o100000;
+#[cfg(target_arch = "aarch64")]
+const KERNEL_O_LARGEFILE: c_int = 0o400000;
+
 /// Whether a blocking call on `fd` can wait for readiness (see the module docs).
 fn can_wait(fd: c_int) -> bool {
     let Ok(fl) = flags::user_flags(fd) else { return false };
     if fl & (libc::O_NONBLOCK | libc::O_PATH) != 0 {
         return false;
     }
-    if fl & libc::O_LARGEFILE == 0 {
+    if fl & KERNEL_O_LARGEFILE == 0 {
         return true;
     }
     // SAFETY: an all-zero `stat` is a valid value to be overwritten.

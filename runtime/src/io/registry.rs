@@ -31,8 +31,11 @@ static TABLE: [AtomicPtr<Page>; PAGES] = [const { AtomicPtr::new(std::ptr::null_
 /// Masks of fds beyond the table: every worker that waits on one sets its bit here.
 static BEYOND: AtomicU64 = AtomicU64::new(0);
 
-/// Live workers by id: the runtime and the worker's index in it.
-static WORKERS: RwLock<Vec<Option<(Weak<Shared>, usize)>>> = RwLock::new(Vec::new());
+/// A live worker: its runtime and its index in it.
+type WorkerRef = (Weak<Shared>, usize);
+
+/// Live workers by id.
+static WORKERS: RwLock<Vec<Option<WorkerRef>>> = RwLock::new(Vec::new());
 
 fn bit(id: usize) -> u64 {
     1 << id.min(SHARED_BIT)
