@@ -76,7 +76,13 @@ pub(crate) fn epoll_add(epfd: libc::c_int, fd: libc::c_int, events: u32, token: 
 }
 
 /// `epoll_ctl` with one event; the error is the errno.
-pub(crate) fn epoll_ctl(epfd: libc::c_int, op: libc::c_int, fd: libc::c_int, events: u32, token: u64) -> Result<(), i32> {
+pub(crate) fn epoll_ctl(
+    epfd: libc::c_int,
+    op: libc::c_int,
+    fd: libc::c_int,
+    events: u32,
+    token: u64,
+) -> Result<(), i32> {
     let mut event = libc::epoll_event { events, u64: token };
     // SAFETY: `event` is valid for the duration of the call.
     match unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, &mut event as *mut _) } {

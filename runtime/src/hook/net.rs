@@ -203,10 +203,13 @@ fn accept_in(ctx: &Context, fd: c_int, mut op: impl FnMut() -> c_int) -> c_int {
         Ok(fl) if fl & libc::O_NONBLOCK == 0 => {}
         _ => return op(),
     }
-    Call::read(fd)
-        .blocking()
-        .run(ctx, |blocking| if blocking { op() as isize } else { flags::with_nonblocking(fd, &mut op) as isize })
-        as c_int
+    Call::read(fd).blocking().run(ctx, |blocking| {
+        if blocking {
+            op() as isize
+        } else {
+            flags::with_nonblocking(fd, &mut op) as isize
+        }
+    }) as c_int
 }
 
 /// # Safety
@@ -270,7 +273,14 @@ fn connect_wait(ctx: &Context, fd: c_int) -> c_int {
             let mut len = std::mem::size_of::<c_int>() as socklen_t;
             // SAFETY: valid out-parameters of the right size.
             let ret = unsafe {
-                libc::syscall(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err as *mut c_int, &mut len)
+                libc::syscall(
+                    libc::SYS_getsockopt,
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    &mut err as *mut c_int,
+                    &mut len,
+                )
             };
             if ret != 0 {
                 return -1;

@@ -232,11 +232,13 @@ pub unsafe extern "C" fn epoll_wait(epfd: c_int, events: *mut epoll_event, max: 
     let real = real!(epoll_wait: fn(c_int, *mut epoll_event, c_int, c_int) -> c_int);
     match coroutine::current() {
         // SAFETY (both closures): the caller's arguments, with a zero or the remaining timeout.
-        Some(ctx) if timeout != 0 => {
-            epoll_in(ctx, epfd, timeout, || unsafe { real(epfd, events, max, 0) }, |t| unsafe {
-                real(epfd, events, max, t)
-            })
-        }
+        Some(ctx) if timeout != 0 => epoll_in(
+            ctx,
+            epfd,
+            timeout,
+            || unsafe { real(epfd, events, max, 0) },
+            |t| unsafe { real(epfd, events, max, t) },
+        ),
         // SAFETY: the caller's arguments, passed on as they are.
         _ => unsafe { real(epfd, events, max, timeout) },
     }
@@ -255,11 +257,13 @@ pub unsafe extern "C" fn epoll_pwait(
     let real = real!(epoll_pwait: fn(c_int, *mut epoll_event, c_int, c_int, *const sigset_t) -> c_int);
     match coroutine::current() {
         // SAFETY (both closures): the caller's arguments, with a zero or the remaining timeout.
-        Some(ctx) if timeout != 0 => {
-            epoll_in(ctx, epfd, timeout, || unsafe { real(epfd, events, max, 0, mask) }, |t| unsafe {
-                real(epfd, events, max, t, mask)
-            })
-        }
+        Some(ctx) if timeout != 0 => epoll_in(
+            ctx,
+            epfd,
+            timeout,
+            || unsafe { real(epfd, events, max, 0, mask) },
+            |t| unsafe { real(epfd, events, max, t, mask) },
+        ),
         // SAFETY: the caller's arguments, passed on as they are.
         _ => unsafe { real(epfd, events, max, timeout, mask) },
     }
