@@ -8,10 +8,10 @@
 //! devices) are polled first and then read or written with the plain call.
 //!
 //! Passed to libc unchanged: fds the user made non-blocking, regular files, directories and
-//! block devices (they never wait for readiness; io_uring will serve them), and writes to
-//! fds 1 and 2: `println!` holds stdout's thread-keyed lock around its write, and a second
-//! coroutine of the same worker printing while the first is suspended there would re-enter
-//! the lock's `RefCell` (see NOTES).
+//! block devices (they never wait for readiness; io_uring will serve them), and fds 0, 1
+//! and 2: `println!` holds stdout's thread-keyed re-entrant lock around its write, and a
+//! second coroutine of the same worker printing while the first is suspended there would
+//! re-enter the lock's `RefCell`; stdin's reads hold a `Mutex` the same way.
 //!
 //! Telling the kinds apart costs one `fcntl(F_GETFL)`, which also gives the user's
 //! `O_NONBLOCK`: fds made by `socket`, `pipe`, `eventfd` and the like are anonymous inodes,
@@ -108,7 +108,7 @@ fn read_in(ctx: &Context, fd: c_int, iov: *const iovec, iovcnt: c_int, plain: im
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     let real = real!(read: fn(c_int, *mut c_void, size_t) -> ssize_t);
     match coroutine::current() {
-        Some(ctx) if can_wait(fd) => {
+        Some(ctx) if fd > 2 && can_wait(fd) => {
             let iov = iovec { iov_base: buf, iov_len: count };
             // SAFETY: the caller's arguments.
             read_in(ctx, fd, &iov, 1, || unsafe { real(fd, buf, count) })
@@ -125,7 +125,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
     let real = real!(readv: fn(c_int, *const iovec, c_int) -> ssize_t);
     match coroutine::current() {
         // SAFETY: the caller's arguments.
-        Some(ctx) if can_wait(fd) => read_in(ctx, fd, iov, iovcnt, || unsafe { real(fd, iov, iovcnt) }),
+        Some(ctx) if fd > 2 && can_wait(fd) => read_in(ctx, fd, iov, iovcnt, || unsafe { real(fd, iov, iovcnt) }),
         // SAFETY: the caller's arguments, passed on as they are.
         _ => unsafe { real(fd, iov, iovcnt) },
     }
