@@ -38,8 +38,9 @@ pub(crate) enum Suspend {
     /// Resume after the other ready coroutines and jobs of the same priority.
     Yield,
     /// Resume when one of the fds is ready, when the deadline passes, or when one of them is
-    /// closed (see `io`). The list lives on the suspended coroutine's stack.
-    Io { interests: *const Interest, len: usize, deadline: Option<Instant> },
+    /// closed (see `io`). The list (and `call`, null for multi-fd waits) lives on the
+    /// suspended coroutine's stack.
+    Io { interests: *const Interest, len: usize, deadline: Option<Instant>, call: *mut crate::io::CallState },
 }
 
 /// One fd and the `EPOLL*` events a suspended coroutine waits for on it.
@@ -61,6 +62,23 @@ pub(crate) struct Context {
     pub(crate) yielder: *const CoYielder,
     pub(crate) shared: Arc<Shared>,
     pub(crate) target: WakeTarget,
+    /// Hooked calls left before the coroutine yields even though none had to wait.
+    pub(crate) budget: Cell<u32>,
+}
+
+/// How many hooked calls that completed without waiting a coroutine makes before it yields
+/// to the other coroutines of its worker (tokio's cooperative budget is 128 too): a
+/// coroutine reading a socket that is always ready must not starve them.
+pub(crate) const BUDGET: u32 = 128;
+
+/// Counts one hooked call that completed without suspending; yields when the budget is spent.
+pub(crate) fn consume_budget(ctx: &Context) {
+    let left = ctx.budget.get();
+    if left > 1 {
+        ctx.budget.set(left - 1);
+    } else {
+        suspend(ctx, Suspend::Yield);
+    }
 }
 
 thread_local! {
@@ -109,6 +127,7 @@ pub(crate) fn suspend(ctx: &Context, request: Suspend) -> Resume {
     CURRENT.with(|c| c.set(std::ptr::null()));
     // SAFETY: `yielder` belongs to the coroutine running on this thread (we are in it).
     let resumed = unsafe { (*ctx.yielder).suspend(request) };
+    ctx.budget.set(BUDGET);
     CURRENT.with(|c| c.set(ptr));
     sys::set_errno(saved_errno);
     resumed

@@ -66,6 +66,12 @@ fn is_flag_cmd(cmd: c_int) -> bool {
     cmd == libc::F_GETFL || cmd == libc::F_SETFL
 }
 
+/// Whether a `fcntl` may change what openco remembers of the fd (its flags, or, by making a
+/// new fd, nothing: new fds are told apart by `epoll_ctl`).
+fn changes_flags(cmd: c_int) -> bool {
+    cmd == libc::F_SETFL
+}
+
 /// # Safety
 /// As libc's `fcntl`.
 #[no_mangle]
@@ -73,7 +79,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     let real = real!(fcntl: fn(c_int, c_int, c_ulong) -> c_int);
     if is_flag_cmd(cmd) {
         // SAFETY: the caller's arguments, passed on as they are.
-        return flags::outside_window(fd, || unsafe { real(fd, cmd, arg) });
+        return flags::outside_window(fd, changes_flags(cmd), || unsafe { real(fd, cmd, arg) });
     }
     // SAFETY: the caller's arguments, passed on as they are.
     unsafe { real(fd, cmd, arg) }
@@ -86,7 +92,7 @@ pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     let real = real!(fcntl64: fn(c_int, c_int, c_ulong) -> c_int);
     if is_flag_cmd(cmd) {
         // SAFETY: the caller's arguments, passed on as they are.
-        return flags::outside_window(fd, || unsafe { real(fd, cmd, arg) });
+        return flags::outside_window(fd, changes_flags(cmd), || unsafe { real(fd, cmd, arg) });
     }
     // SAFETY: the caller's arguments, passed on as they are.
     unsafe { real(fd, cmd, arg) }
@@ -99,7 +105,7 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
     let real = real!(ioctl: fn(c_int, c_ulong, c_ulong) -> c_int);
     if request == libc::FIONBIO as c_ulong {
         // SAFETY: the caller's arguments, passed on as they are.
-        return flags::outside_window(fd, || unsafe { real(fd, request, arg) });
+        return flags::outside_window(fd, true, || unsafe { real(fd, request, arg) });
     }
     // SAFETY: the caller's arguments, passed on as they are.
     unsafe { real(fd, request, arg) }

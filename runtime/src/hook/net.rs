@@ -197,19 +197,11 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 }
 
 /// Accepts on a blocking listener: tries with `O_NONBLOCK` set for the one call, waits on
-/// `EAGAIN`.
+/// `EAGAIN` (unless the user made the listener non-blocking: the reactor knows).
 fn accept_in(ctx: &Context, fd: c_int, mut op: impl FnMut() -> c_int) -> c_int {
-    match flags::user_flags(fd) {
-        Ok(fl) if fl & libc::O_NONBLOCK == 0 => {}
-        _ => return op(),
-    }
-    Call::read(fd).blocking().run(ctx, |blocking| {
-        if blocking {
-            op() as isize
-        } else {
-            flags::with_nonblocking(fd, &mut op) as isize
-        }
-    }) as c_int
+    Call::read(fd)
+        .run(ctx, |blocking| if blocking { op() as isize } else { flags::with_nonblocking(fd, &mut op).0 as isize })
+        as c_int
 }
 
 /// # Safety
@@ -243,15 +235,14 @@ pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut sockl
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     let real = real!(connect: fn(c_int, *const sockaddr, socklen_t) -> c_int);
-    let ctx = match coroutine::current() {
-        Some(ctx) if flags::user_flags(fd).is_ok_and(|fl| fl & libc::O_NONBLOCK == 0) => ctx,
+    let Some(ctx) = coroutine::current() else {
         // SAFETY: the caller's arguments, passed on as they are.
-        _ => return unsafe { real(fd, addr, len) },
+        return unsafe { real(fd, addr, len) };
     };
     // SAFETY: the caller's arguments.
-    let ret = flags::with_nonblocking(fd, || unsafe { real(fd, addr, len) });
-    if ret == 0 {
-        return 0;
+    let (ret, user_nonblocking) = flags::with_nonblocking(fd, || unsafe { real(fd, addr, len) });
+    if ret == 0 || user_nonblocking {
+        return ret;
     }
     match sys::errno() {
         libc::EINPROGRESS => connect_wait(ctx, fd),
@@ -265,7 +256,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 
 /// Waits for a connection in progress, as a blocking `connect` does.
 fn connect_wait(ctx: &Context, fd: c_int) -> c_int {
-    let mut call = Call::write(fd).blocking();
+    let mut call = Call::write(fd);
     call.timeout_errno = libc::EINPROGRESS;
     loop {
         if super::wait::ready_now(fd, libc::POLLOUT) {

@@ -99,7 +99,7 @@ fn pwritev2_nowait(fd: c_int, iov: *const iovec, iovcnt: c_int) -> isize {
 
 fn read_in(ctx: &Context, fd: c_int, iov: *const iovec, iovcnt: c_int, plain: impl Fn() -> isize) -> isize {
     let mut attempt = Attempt::new(fd, libc::POLLIN);
-    Call::read(fd).blocking().run(ctx, |blocking| attempt.run(blocking, || preadv2_nowait(fd, iov, iovcnt), &plain))
+    Call::read(fd).run(ctx, |blocking| attempt.run(blocking, || preadv2_nowait(fd, iov, iovcnt), &plain))
 }
 
 /// # Safety
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
         _ => return unsafe { real(fd, buf, count) },
     };
     let mut attempt = Attempt::new(fd, libc::POLLOUT);
-    Call::write(fd).blocking().run_write_all(
+    Call::write(fd).run_write_all(
         ctx,
         || count,
         |blocking, done| {
@@ -166,7 +166,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
     };
     let mut attempt = Attempt::new(fd, libc::POLLOUT);
     let mut rest = Vec::new();
-    Call::write(fd).blocking().run_write_all(
+    Call::write(fd).run_write_all(
         ctx,
         // SAFETY: called only after the kernel accepted `iov` for a write.
         || unsafe { iov_total(iov, iovcnt) },

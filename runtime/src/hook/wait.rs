@@ -2,50 +2,40 @@
 //! `EAGAIN` suspend until the fd is ready, then try again.
 //!
 //! A [`Call`] carries one hooked call's state across its attempts: the fd, the events it
-//! needs, and its deadline, computed on the first `EAGAIN` from the fd's flags and socket
-//! timeout as the kernel holds them at that moment:
+//! needs, and its deadline, fixed at the first wait from the fd's flags and socket timeout
+//! as the kernel holds them (the worker's reactor reads and remembers them):
 //! - the user made the fd non-blocking: `EAGAIN` is the answer, returned as it is;
 //! - `SO_RCVTIMEO`/`SO_SNDTIMEO` is set: the call gives up with the kernel's timeout error
 //!   once it passes;
 //! - the fd cannot be polled (epoll answers `EPERM`): the plain blocking call is made, as
 //!   without openco.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libc::c_int;
 
 use crate::coroutine::{self, Context, Interest, Suspend};
-use crate::io::flags;
+use crate::io::CallState;
 use crate::sys;
 
 /// Suspends until one of `interests` is ready, `deadline` passes or an fd is closed.
 /// `Err(errno)` if an fd could not be registered (the coroutine did not wait).
 pub(crate) fn wait(ctx: &Context, interests: &[Interest], deadline: Option<Instant>) -> Result<(), c_int> {
-    let request = Suspend::Io { interests: interests.as_ptr(), len: interests.len(), deadline };
+    let request =
+        Suspend::Io { interests: interests.as_ptr(), len: interests.len(), deadline, call: std::ptr::null_mut() };
     match coroutine::suspend(ctx, request) {
         0 => Ok(()),
         errno => Err(errno),
     }
 }
 
-/// Which socket timeout bounds a call.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Timeout {
-    Recv,
-    Send,
-}
-
 /// One blocking call in progress.
 pub(crate) struct Call {
-    pub(crate) fd: c_int,
+    fd: c_int,
     events: u32,
-    timeout: Timeout,
     /// The error a passed socket timeout gives (`EAGAIN`; `EINPROGRESS` for `connect`).
     pub(crate) timeout_errno: c_int,
-    /// `None` until the first `EAGAIN`; then the deadline, if any.
-    deadline: Option<Option<Instant>>,
-    /// The fd's flags were read already and it is blocking.
-    known_blocking: bool,
+    state: CallState,
 }
 
 /// What to do after an attempt failed with `EAGAIN`.
@@ -59,62 +49,41 @@ pub(crate) enum Next {
 }
 
 impl Call {
-    pub(crate) fn new(fd: c_int, events: libc::c_int, timeout: Timeout) -> Call {
-        Call { fd, events: events as u32, timeout, timeout_errno: libc::EAGAIN, deadline: None, known_blocking: false }
+    fn new(fd: c_int, events: c_int, timeout_option: c_int) -> Call {
+        Call {
+            fd,
+            events: events as u32,
+            timeout_errno: libc::EAGAIN,
+            state: CallState { timeout_option, deadline: None },
+        }
     }
 
+    /// A call that waits to read, bounded by `SO_RCVTIMEO`.
     pub(crate) fn read(fd: c_int) -> Call {
-        Call::new(fd, libc::EPOLLIN, Timeout::Recv)
+        Call::new(fd, libc::EPOLLIN, libc::SO_RCVTIMEO)
     }
 
+    /// A call that waits to write, bounded by `SO_SNDTIMEO`.
     pub(crate) fn write(fd: c_int) -> Call {
-        Call::new(fd, libc::EPOLLOUT, Timeout::Send)
-    }
-
-    /// The caller checked already that the user's fd is blocking.
-    pub(crate) fn blocking(mut self) -> Call {
-        self.known_blocking = true;
-        self
+        Call::new(fd, libc::EPOLLOUT, libc::SO_SNDTIMEO)
     }
 
     /// After an attempt failed with `EAGAIN`: waits for readiness if the call would have
-    /// blocked. errno is set when the answer is [`Next::Fail`].
+    /// blocked (the worker decides, from what the kernel says of the fd; see `io`). errno is
+    /// set when the answer is [`Next::Fail`].
     pub(crate) fn on_eagain(&mut self, ctx: &Context) -> Next {
-        let deadline = match self.deadline {
-            Some(deadline) => deadline,
-            None => {
-                if !self.known_blocking {
-                    match flags::user_flags(self.fd) {
-                        Ok(fl) if fl & libc::O_NONBLOCK == 0 => {}
-                        Ok(_) => {
-                            sys::set_errno(libc::EAGAIN);
-                            return Next::Fail;
-                        }
-                        Err(errno) => {
-                            sys::set_errno(errno);
-                            return Next::Fail;
-                        }
-                    }
-                    self.known_blocking = true;
-                }
-                let option = match self.timeout {
-                    Timeout::Recv => libc::SO_RCVTIMEO,
-                    Timeout::Send => libc::SO_SNDTIMEO,
-                };
-                let deadline = flags::socket_timeout(self.fd, option)
-                    .map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
-                self.deadline = Some(deadline);
-                deadline
+        if let Some(Some(deadline)) = self.state.deadline {
+            if Instant::now() >= deadline {
+                sys::set_errno(self.timeout_errno);
+                return Next::Fail;
             }
-        };
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            sys::set_errno(self.timeout_errno);
-            return Next::Fail;
         }
-        match wait(ctx, &[Interest { fd: self.fd, events: self.events }], deadline) {
-            Ok(()) => Next::Retry,
-            Err(libc::EPERM) => Next::Block,
-            Err(errno) => {
+        let interests = [Interest { fd: self.fd, events: self.events }];
+        let request = Suspend::Io { interests: interests.as_ptr(), len: 1, deadline: None, call: &mut self.state };
+        match coroutine::suspend(ctx, request) {
+            0 => Next::Retry,
+            libc::EPERM => Next::Block,
+            errno => {
                 sys::set_errno(errno);
                 Next::Fail
             }
@@ -128,6 +97,9 @@ impl Call {
         loop {
             let ret = attempt(false);
             if ret >= 0 || sys::errno() != libc::EAGAIN {
+                let errno = sys::errno();
+                coroutine::consume_budget(ctx);
+                sys::set_errno(errno);
                 return ret;
             }
             match self.on_eagain(ctx) {
@@ -166,10 +138,6 @@ impl Call {
             }
         }
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
 
 /// Whether `fd` has any of `events` (poll bits) right now, by a zero-timeout `poll`.

@@ -14,7 +14,7 @@
 //! re-entrant per thread, so a signal handler that calls `fcntl` cannot deadlock on a
 //! window its own thread holds.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use libc::c_int;
 
@@ -27,6 +27,14 @@ static WINDOWS: [AtomicUsize; STRIPES] = [const { AtomicUsize::new(0) }; STRIPES
 /// Set once any socket got a receive or send timeout through `setsockopt`: until then no
 /// call needs to ask the kernel for one.
 static TIMEOUTS_SET: AtomicBool = AtomicBool::new(false);
+
+/// Bumped after every change of flags or timeouts made through the hooks: what the reactor
+/// remembers of an fd is valid only within one epoch.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn epoch() -> u64 {
+    EPOCH.load(SeqCst)
+}
 
 thread_local! {
     static TOKEN: u8 = const { 0 };
@@ -90,29 +98,36 @@ pub(crate) fn user_flags(fd: c_int) -> Result<c_int, c_int> {
 }
 
 /// Runs `f` (one non-blocking system call on `fd`) with `O_NONBLOCK` set, then restores the
-/// user's flags. errno is `f`'s.
-pub(crate) fn with_nonblocking<R>(fd: c_int, f: impl FnOnce() -> R) -> R {
+/// user's flags; errno is `f`'s. Also returns whether the user had made the fd non-blocking
+/// (or its flags cannot be read): then `f` runs as it is.
+pub(crate) fn with_nonblocking<R>(fd: c_int, f: impl FnOnce() -> R) -> (R, bool) {
     let _window = lock(fd);
     let flags = getfl(fd);
     if flags == -1 || flags & libc::O_NONBLOCK != 0 {
-        return f();
+        return (f(), true);
     }
     setfl(fd, flags | libc::O_NONBLOCK);
     let out = f();
     let errno = sys::errno();
     setfl(fd, flags);
     sys::set_errno(errno);
-    out
+    (out, false)
 }
 
 /// Runs a user's flag query or change (`fcntl`, `ioctl(FIONBIO)`) outside any window on `fd`.
-pub(crate) fn outside_window<R>(fd: c_int, f: impl FnOnce() -> R) -> R {
+/// `changes`: the call may change the flags, which ends the current epoch once it is done.
+pub(crate) fn outside_window<R>(fd: c_int, changes: bool, f: impl FnOnce() -> R) -> R {
     let _window = lock(fd);
-    f()
+    let out = f();
+    if changes {
+        EPOCH.fetch_add(1, SeqCst);
+    }
+    out
 }
 
 pub(crate) fn note_timeout_set() {
     TIMEOUTS_SET.store(true, Relaxed);
+    EPOCH.fetch_add(1, SeqCst);
 }
 
 /// The socket's `SO_RCVTIMEO` or `SO_SNDTIMEO`, if it has one.

@@ -14,6 +14,12 @@
 //! across waits would silently wait on the old file forever. It costs one `epoll_ctl` per
 //! wait, about what a readiness-cache lookup and its bookkeeping would.
 //!
+//! The reactor also remembers, per fd, what a blocking call needs to know before it waits:
+//! whether the user made the fd non-blocking, and its socket timeouts. A successful `MOD`
+//! proves the fd still names the file these were read from; a user's `F_SETFL`,
+//! `ioctl(FIONBIO)` or timeout `setsockopt` bumps a process-wide epoch that invalidates them
+//! (see `flags`). So a wait costs one `epoll_ctl` and nothing more in the common case.
+//!
 //! The same epoll instance holds the worker's wake-up eventfd, so a parked worker wakes for
 //! IO, timers (its `epoll_wait` timeout) and other threads alike.
 
@@ -22,6 +28,7 @@ pub(crate) mod registry;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
 
 use crate::coroutine::Interest;
 use crate::sys;
@@ -52,6 +59,25 @@ struct Entry {
     /// fd was closed: then `MOD` fails and we add it again).
     registered: bool,
     waiting: Vec<Waiting>,
+    /// What the kernel said of the file when it was last added (see the module docs).
+    known: Option<Known>,
+}
+
+#[derive(Clone, Copy)]
+struct Known {
+    epoch: u64,
+    nonblocking: bool,
+    recv_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
+}
+
+/// One single-fd blocking call's state across its waits, on the waiting coroutine's stack.
+#[derive(Debug)]
+pub(crate) struct CallState {
+    /// `SO_RCVTIMEO` or `SO_SNDTIMEO`: which timeout bounds the call.
+    pub(crate) timeout_option: i32,
+    /// The call's deadline, fixed at its first wait: `Some(None)` when it has none.
+    pub(crate) deadline: Option<Option<Instant>>,
 }
 
 /// fds are small dense integers: multiply to spread them over the hash table's control bits.
@@ -102,19 +128,76 @@ impl Reactor {
     /// Arms each interest for `who`. On failure returns the errno of the first fd that could
     /// not be armed (`EPERM`: the fd cannot be polled, e.g. a regular file; `EBADF`: closed);
     /// the fds armed before it stay armed and will wake a stale waiter, which is ignored.
+    ///
+    /// With `call` (a single-fd blocking call), also decides whether the call waits at all:
+    /// `Err(EAGAIN)` if the user made the fd non-blocking, `Err(0)` (resume at once) if its
+    /// deadline has passed; else `Ok` with the call's deadline.
     pub(crate) fn register(
         &mut self,
         interests: &[Interest],
         who: Waiter,
         is_live: impl Fn(Waiter) -> bool,
-    ) -> Result<(), i32> {
+        call: Option<&mut CallState>,
+    ) -> Result<Option<Instant>, i32> {
+        let mut reused = false;
         for interest in interests {
-            self.arm(interest.fd, Waiting { who, events: interest.events }, &is_live)?;
+            reused = self.arm(interest.fd, Waiting { who, events: interest.events }, &is_live)?;
         }
-        Ok(())
+        let (Some(call), [interest]) = (call, interests) else { return Ok(None) };
+        let fd = interest.fd;
+        let entry = self.entries.get_mut(&fd).expect("armed above");
+        let known = match entry.known {
+            Some(k) if reused && k.epoch == flags::epoch() => k,
+            _ => {
+                let epoch = flags::epoch();
+                let known = match flags::user_flags(fd) {
+                    Ok(fl) => Known {
+                        epoch,
+                        nonblocking: fl & libc::O_NONBLOCK != 0,
+                        recv_timeout: flags::socket_timeout(fd, libc::SO_RCVTIMEO),
+                        send_timeout: flags::socket_timeout(fd, libc::SO_SNDTIMEO),
+                    },
+                    Err(errno) => {
+                        self.unwait(fd);
+                        return Err(errno);
+                    }
+                };
+                entry.known = Some(known);
+                known
+            }
+        };
+        if known.nonblocking {
+            self.unwait(fd);
+            return Err(libc::EAGAIN);
+        }
+        let deadline = *call.deadline.get_or_insert_with(|| {
+            let timeout =
+                if call.timeout_option == libc::SO_RCVTIMEO { known.recv_timeout } else { known.send_timeout };
+            timeout
+                .map(|t| Instant::now().checked_add(t).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30)))
+        });
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            self.unwait(fd);
+            return Err(0);
+        }
+        Ok(deadline)
     }
 
-    fn arm(&mut self, fd: i32, new: Waiting, is_live: &impl Fn(Waiter) -> bool) -> Result<(), i32> {
+    /// Removes the waiter `arm` just added for `fd` (it is the last one).
+    fn unwait(&mut self, fd: i32) {
+        if let Some(entry) = self.entries.get_mut(&fd) {
+            if entry.waiting.pop().is_some() {
+                self.waiting -= 1;
+            }
+            if entry.waiting.is_empty() {
+                registry::unmark(fd, self.id);
+            }
+        }
+    }
+
+    /// Adds `new` to the waiters of `fd` and arms it. `Ok(true)` if the fd was re-armed
+    /// (`MOD`), which proves it names the same file as when it was added.
+    fn arm(&mut self, fd: i32, new: Waiting, is_live: &impl Fn(Waiter) -> bool) -> Result<bool, i32> {
         let entry = self.entries.entry(fd).or_default();
         let before = entry.waiting.len();
         entry.waiting.retain(|w| is_live(w.who));
@@ -126,21 +209,26 @@ impl Reactor {
         }
         let events = entry.waiting.iter().fold(libc::EPOLLONESHOT as u32, |acc, w| acc | w.events);
         let epfd = self.epoll.0;
+        let modify = |op| sys::epoll_ctl(epfd, op, fd, events, fd as u64);
         let result = if entry.registered {
-            match sys::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, events, fd as u64) {
-                Err(libc::ENOENT) => sys::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, events, fd as u64),
-                other => other,
+            match modify(libc::EPOLL_CTL_MOD) {
+                Err(libc::ENOENT) => modify(libc::EPOLL_CTL_ADD).map(|()| false),
+                other => other.map(|()| true),
             }
         } else {
-            match sys::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, events, fd as u64) {
-                Err(libc::EEXIST) => sys::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, events, fd as u64),
-                other => other,
+            match modify(libc::EPOLL_CTL_ADD) {
+                // Added by an earlier entry for this fd number; its file is unknown.
+                Err(libc::EEXIST) => modify(libc::EPOLL_CTL_MOD).map(|()| false),
+                other => other.map(|()| false),
             }
         };
         match result {
-            Ok(()) => {
+            Ok(reused) => {
                 entry.registered = true;
-                Ok(())
+                if !reused {
+                    entry.known = None;
+                }
+                Ok(reused)
             }
             Err(errno) => {
                 entry.waiting.pop();

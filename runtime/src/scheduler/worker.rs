@@ -373,7 +373,7 @@ impl Worker {
         let shared = self.shared.clone();
         let runnable = job.runnable().clone();
         let co = Co::with_stack(stack, move |yielder, _: i32| {
-            let ctx = Context { yielder, shared, target };
+            let ctx = Context { yielder, shared, target, budget: std::cell::Cell::new(coroutine::BUDGET) };
             coroutine::enter(&ctx, || runnable.run());
         });
         s.state = SlotState::Running;
@@ -403,16 +403,22 @@ impl Worker {
                     self.timers.insert(deadline, slot, s.gen, s.park);
                 }
             }
-            corosensei::CoroutineResult::Yield(Suspend::Io { interests, len, deadline }) => {
+            corosensei::CoroutineResult::Yield(Suspend::Io { interests, len, deadline, call }) => {
                 s.co = Some(co);
                 s.state = SlotState::Parked;
                 let who = Waiter { slot, gen: s.gen, park: s.park };
-                // SAFETY: the list lives on the stack of the coroutine, which stays suspended
-                // (and its stack alive) until this worker resumes it, after this call.
-                let interests: &[Interest] = unsafe { std::slice::from_raw_parts(interests, len) };
+                // SAFETY: the list and the call state live on the stack of the coroutine,
+                // which stays suspended (and its stack alive) until this worker resumes it,
+                // after this call; nothing else refers to them meanwhile.
+                let (interests, call): (&[Interest], _) =
+                    unsafe { (std::slice::from_raw_parts(interests, len), call.as_mut()) };
                 let slots = &self.slots;
-                match self.reactor.register(interests, who, |w| is_parked(slots, w)) {
-                    Ok(()) => {
+                match self.reactor.register(interests, who, |w| is_parked(slots, w), call) {
+                    Ok(call_deadline) => {
+                        let deadline = match (deadline, call_deadline) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                         if let Some(deadline) = deadline {
                             self.timers.insert(deadline, slot, who.gen, who.park);
                         }
