@@ -245,7 +245,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         return ret;
     }
     match sys::errno() {
-        libc::EINPROGRESS => connect_wait(ctx, fd),
+        libc::EINPROGRESS => connect_wait(ctx, fd, || {
+            // SAFETY: the caller's arguments.
+            flags::with_nonblocking(fd, || unsafe { real(fd, addr, len) }).0
+        }),
         // A Unix socket whose listener's backlog is full: there is no readiness to wait
         // for, so make the blocking call as without openco.
         // SAFETY: the caller's arguments.
@@ -254,33 +257,23 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     }
 }
 
-/// Waits for a connection in progress, as a blocking `connect` does.
-fn connect_wait(ctx: &Context, fd: c_int) -> c_int {
+/// Waits for a connection in progress, as a blocking `connect` does: until the socket is
+/// writable, then asks `connect` again (non-blocking), which reports the outcome and, on
+/// success, moves the socket to "connected" so that a later `connect` fails with `EISCONN`
+/// as it would after a blocking one.
+fn connect_wait(ctx: &Context, fd: c_int, mut again: impl FnMut() -> c_int) -> c_int {
+    let caller_errno = sys::errno();
     let mut call = Call::write(fd);
     call.timeout_errno = libc::EINPROGRESS;
     loop {
         if super::wait::ready_now(fd, libc::POLLOUT) {
-            let mut err: c_int = 0;
-            let mut len = std::mem::size_of::<c_int>() as socklen_t;
-            // SAFETY: valid out-parameters of the right size.
-            let ret = unsafe {
-                libc::syscall(
-                    libc::SYS_getsockopt,
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    &mut err as *mut c_int,
-                    &mut len,
-                )
-            };
-            if ret != 0 {
+            if again() == 0 || sys::errno() == libc::EISCONN {
+                sys::set_errno(caller_errno);
+                return 0;
+            }
+            if !matches!(sys::errno(), libc::EALREADY | libc::EINPROGRESS) {
                 return -1;
             }
-            if err != 0 {
-                sys::set_errno(err);
-                return -1;
-            }
-            return 0;
         }
         match call.on_eagain(ctx) {
             Next::Retry => {}

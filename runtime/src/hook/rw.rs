@@ -7,7 +7,9 @@
 //! for readiness. Files whose driver does not support `RWF_NOWAIT` (ttys, some character
 //! devices) are polled first and then read or written with the plain call.
 //!
-//! Passed to libc unchanged: fds the user made non-blocking, regular files, directories and
+//! Passed to libc unchanged: zero-length `read`/`write` (they never block, and the kernel's
+//! `read`/`write` check the count where `preadv2` returns 0 first: an eventfd gives
+//! `EINVAL`), fds the user made non-blocking, regular files, directories and
 //! block devices (they never wait for readiness; io_uring will serve them), and fds 0, 1
 //! and 2: `println!` holds stdout's thread-keyed re-entrant lock around its write, and a
 //! second coroutine of the same worker printing while the first is suspended there would
@@ -108,7 +110,7 @@ fn read_in(ctx: &Context, fd: c_int, iov: *const iovec, iovcnt: c_int, plain: im
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     let real = real!(read: fn(c_int, *mut c_void, size_t) -> ssize_t);
     match coroutine::current() {
-        Some(ctx) if fd > 2 && can_wait(fd) => {
+        Some(ctx) if count > 0 && fd > 2 && can_wait(fd) => {
             let iov = iovec { iov_base: buf, iov_len: count };
             // SAFETY: the caller's arguments.
             read_in(ctx, fd, &iov, 1, || unsafe { real(fd, buf, count) })
@@ -137,7 +139,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
     let real = real!(write: fn(c_int, *const c_void, size_t) -> ssize_t);
     let ctx = match coroutine::current() {
-        Some(ctx) if fd > 2 && can_wait(fd) => ctx,
+        Some(ctx) if count > 0 && fd > 2 && can_wait(fd) => ctx,
         // SAFETY: the caller's arguments, passed on as they are.
         _ => return unsafe { real(fd, buf, count) },
     };

@@ -94,10 +94,13 @@ impl Call {
     /// waiting in between; `attempt(true)` is the plain blocking call, for fds epoll cannot
     /// watch. Returns the attempt's result, errno set.
     pub(crate) fn run(&mut self, ctx: &Context, mut attempt: impl FnMut(bool) -> isize) -> isize {
+        // libc leaves errno alone when a call succeeds: so must the attempts that failed
+        // with EAGAIN on the way.
+        let caller_errno = sys::errno();
         loop {
             let ret = attempt(false);
             if ret >= 0 || sys::errno() != libc::EAGAIN {
-                let errno = sys::errno();
+                let errno = if ret >= 0 { caller_errno } else { sys::errno() };
                 coroutine::consume_budget(ctx);
                 sys::set_errno(errno);
                 return ret;
@@ -105,7 +108,10 @@ impl Call {
             match self.on_eagain(ctx) {
                 Next::Retry => {}
                 Next::Fail => return -1,
-                Next::Block => return attempt(true),
+                Next::Block => {
+                    sys::set_errno(caller_errno);
+                    return attempt(true);
+                }
             }
         }
     }
