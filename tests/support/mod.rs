@@ -5,10 +5,15 @@
 //! Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_macros)]
 
+pub mod conform;
+pub mod fd;
+
 use std::any::Any;
+use std::ops::Deref;
 use std::panic;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{mpsc, Arc, Once};
+use std::thread;
 use std::time::Duration;
 
 use futures::channel::oneshot;
@@ -29,6 +34,73 @@ pub fn builder(workers: usize) -> Builder {
 /// A runtime of `workers` threads.
 pub fn rt(workers: usize) -> Runtime {
     builder(workers).build().expect("a test runtime starts")
+}
+
+/// A runtime that is leaked instead of dropped when the test panics. Dropping a runtime waits
+/// for its workers, so a worker stuck in a blocking call (a missing or broken hook: the very
+/// failures the hook tests look for) would turn the watchdog's failure into a hang.
+pub struct LeakOnPanic(Option<Runtime>);
+
+/// A runtime of `workers` threads that is leaked if the test panics; see [`LeakOnPanic`].
+pub fn rt_leak_on_panic(workers: usize) -> LeakOnPanic {
+    LeakOnPanic(Some(rt(workers)))
+}
+
+impl Deref for LeakOnPanic {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for LeakOnPanic {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            if thread::panicking() {
+                std::mem::forget(rt);
+            }
+        }
+    }
+}
+
+/// Runs `f` on a new plain thread (outside any coroutine) and returns its result, failing the
+/// test if it takes longer than [`WATCHDOG`] (the thread is left behind).
+pub fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let t = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(t.join().expect_err("the thread ended without a result"))
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("a plain thread did not finish within {WATCHDOG:?}"),
+    }
+}
+
+/// Runs `waiter` as a job and, once it has started, `waker` as a second job; returns both
+/// results. On a one-worker runtime `waker` can only run while `waiter` is suspended: if
+/// `waiter` blocks its thread waiting for something `waker` does, nothing ever wakes it and
+/// the watchdog fails the test (use [`rt_leak_on_panic`] so the failure does not hang).
+pub fn wait_then_wake<T, W>(
+    rt: &Runtime,
+    waiter: impl FnOnce() -> T + Send + 'static,
+    waker: impl FnOnce() -> W + Send + 'static,
+) -> (T, W)
+where
+    T: Send + 'static,
+    W: Send + 'static,
+{
+    let (started_tx, started_rx) = mpsc::channel();
+    let a = rt.blocking(move || {
+        let _ = started_tx.send(());
+        waiter()
+    });
+    started_rx.recv_timeout(WATCHDOG).expect("the waiting job started");
+    let b = rt.blocking(waker);
+    let w = join(b).unwrap();
+    (join(a).unwrap(), w)
 }
 
 /// Runs the same test body on a 1-worker and on a 2-worker runtime, as two tests
@@ -71,6 +143,20 @@ macro_rules! rt_test {
                 let $rt = $crate::support::rt(workers);
                 $body
             }
+        }
+    };
+}
+
+/// One `#[test]` per scenario, in a module `table`: each runs the scenario (a `fn() ->
+/// conform::Record` of the test file) through [`conform::conform`].
+///
+/// ```ignore
+/// conformance_table! { tcp_eof, unix_eof }
+/// ```
+macro_rules! conformance_table {
+    ($($name:ident),* $(,)?) => {
+        mod table {
+            $(#[test] fn $name() { $crate::support::conform::conform(super::$name) })*
         }
     };
 }

@@ -239,13 +239,14 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         // SAFETY: the caller's arguments, passed on as they are.
         return unsafe { real(fd, addr, len) };
     };
+    let caller_errno = sys::errno();
     // SAFETY: the caller's arguments.
     let (ret, user_nonblocking) = flags::with_nonblocking(fd, || unsafe { real(fd, addr, len) });
     if ret == 0 || user_nonblocking {
         return ret;
     }
     match sys::errno() {
-        libc::EINPROGRESS => connect_wait(ctx, fd, || {
+        libc::EINPROGRESS => connect_wait(ctx, fd, caller_errno, || {
             // SAFETY: the caller's arguments.
             flags::with_nonblocking(fd, || unsafe { real(fd, addr, len) }).0
         }),
@@ -261,8 +262,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 /// writable, then asks `connect` again (non-blocking), which reports the outcome and, on
 /// success, moves the socket to "connected" so that a later `connect` fails with `EISCONN`
 /// as it would after a blocking one.
-fn connect_wait(ctx: &Context, fd: c_int, mut again: impl FnMut() -> c_int) -> c_int {
-    let caller_errno = sys::errno();
+fn connect_wait(ctx: &Context, fd: c_int, caller_errno: c_int, mut again: impl FnMut() -> c_int) -> c_int {
     let mut call = Call::write(fd);
     call.timeout_errno = libc::EINPROGRESS;
     loop {
