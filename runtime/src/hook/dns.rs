@@ -8,6 +8,10 @@
 //! `freeaddrinfo` as usual; glibc's allocator does not care which thread frees), and `errno`
 //! as the call left it on the helper, which matters for `EAI_SYSTEM`. Outside a coroutine the
 //! call goes to libc directly.
+//!
+//! One difference remains: glibc keeps the resolver state `_res` per thread, so resolver
+//! options a program sets through `_res` (a deprecated interface) on its own thread do not
+//! apply to lookups its coroutines make; `/etc/resolv.conf` applies to both.
 
 use libc::{addrinfo, c_char, c_int};
 
@@ -28,15 +32,17 @@ struct Args {
 
 // SAFETY: the pointers are the caller's arguments, valid for the duration of the call; the
 // caller is parked until the helper returns (`offload`), so they are used within it, by one
-// thread at a time. `getaddrinfo` is MT-Safe and keeps no per-thread state a caller sees.
+// thread at a time. `getaddrinfo` is MT-Safe, so any thread may make the call.
 unsafe impl Send for Args {}
 
 impl Args {
-    /// Takes `self` whole, so that a closure calling it captures the `Send` struct, not its
-    /// raw-pointer fields one by one.
-    fn call(self) -> c_int {
-        // SAFETY: the caller's arguments as they are, used while the caller waits (see the
-        // `Send` impl).
+    /// Makes the call. Takes `self` whole, so that a closure calling it captures the `Send`
+    /// struct, not its raw-pointer fields one by one.
+    ///
+    /// # Safety
+    /// The pointers are valid as libc's `getaddrinfo` requires, for the whole call.
+    unsafe fn call(self) -> c_int {
+        // SAFETY: guaranteed by the caller.
         unsafe { (self.real)(self.node, self.service, self.hints, self.res) }
     }
 }
@@ -56,5 +62,7 @@ pub unsafe extern "C" fn getaddrinfo(
         return unsafe { real(node, service, hints, res) };
     }
     let args = Args { real, node, service, hints, res };
-    offload::run_with_errno(move || args.call())
+    // SAFETY: the caller's arguments, valid until this hook returns, which it does only
+    // after the helper's call has returned (`offload::run`).
+    offload::run_with_errno(move || unsafe { args.call() })
 }
