@@ -62,14 +62,23 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     ret
 }
 
-fn is_flag_cmd(cmd: c_int) -> bool {
-    cmd == libc::F_GETFL || cmd == libc::F_SETFL
-}
-
-/// Whether a `fcntl` may change what openco remembers of the fd (its flags, or, by making a
-/// new fd, nothing: new fds are told apart by `epoll_ctl`).
-fn changes_flags(cmd: c_int) -> bool {
-    cmd == libc::F_SETFL
+/// `fcntl` or `fcntl64` through `real`: flag reads and changes wait for any `O_NONBLOCK`
+/// window on the fd, and a change ends the epoch of what the reactor remembers of fds.
+///
+/// # Safety
+/// `real` is libc's `fcntl` or `fcntl64`; the arguments are valid for it.
+unsafe fn fcntl_via(
+    real: unsafe extern "C" fn(c_int, c_int, c_ulong) -> c_int,
+    fd: c_int,
+    cmd: c_int,
+    arg: c_ulong,
+) -> c_int {
+    if cmd == libc::F_GETFL || cmd == libc::F_SETFL {
+        // SAFETY: guaranteed by the caller.
+        return flags::outside_window(fd, cmd == libc::F_SETFL, || unsafe { real(fd, cmd, arg) });
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { real(fd, cmd, arg) }
 }
 
 /// # Safety
@@ -77,12 +86,8 @@ fn changes_flags(cmd: c_int) -> bool {
 #[no_mangle]
 pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     let real = real!(fcntl: fn(c_int, c_int, c_ulong) -> c_int);
-    if is_flag_cmd(cmd) {
-        // SAFETY: the caller's arguments, passed on as they are.
-        return flags::outside_window(fd, changes_flags(cmd), || unsafe { real(fd, cmd, arg) });
-    }
-    // SAFETY: the caller's arguments, passed on as they are.
-    unsafe { real(fd, cmd, arg) }
+    // SAFETY: libc's function of the same name and signature, and the caller's arguments.
+    unsafe { fcntl_via(real, fd, cmd, arg) }
 }
 
 /// # Safety
@@ -90,12 +95,8 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     let real = real!(fcntl64: fn(c_int, c_int, c_ulong) -> c_int);
-    if is_flag_cmd(cmd) {
-        // SAFETY: the caller's arguments, passed on as they are.
-        return flags::outside_window(fd, changes_flags(cmd), || unsafe { real(fd, cmd, arg) });
-    }
-    // SAFETY: the caller's arguments, passed on as they are.
-    unsafe { real(fd, cmd, arg) }
+    // SAFETY: libc's function of the same name and signature, and the caller's arguments.
+    unsafe { fcntl_via(real, fd, cmd, arg) }
 }
 
 /// # Safety

@@ -108,23 +108,23 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
     }
 }
 
+/// Runs a send of `len` bytes on a blocking socket: attempts with `MSG_DONTWAIT` from
+/// offset `done`, waiting in between, until all is sent (see `Call::run_write_all`).
+fn send_in(ctx: &Context, fd: c_int, len: usize, flags: c_int, mut op: impl FnMut(c_int, usize) -> isize) -> isize {
+    let dontwait = flags | libc::MSG_DONTWAIT;
+    Call::write(fd).run_write_all(ctx, || len, |blocking, done| op(if blocking { flags } else { dontwait }, done))
+}
+
 /// # Safety
 /// As libc's `send`.
 #[no_mangle]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
     let real = real!(send: fn(c_int, *const c_void, size_t, c_int) -> ssize_t);
     match coroutine::current() {
-        Some(ctx) if flags & libc::MSG_DONTWAIT == 0 => {
-            Call::write(fd).run_write_all(
-                ctx,
-                || len,
-                |blocking, done| {
-                    let f = if blocking { flags } else { flags | libc::MSG_DONTWAIT };
-                    // SAFETY: the unsent part of the caller's buffer.
-                    unsafe { real(fd, buf.wrapping_byte_add(done), len - done, f) }
-                },
-            )
-        }
+        Some(ctx) if flags & libc::MSG_DONTWAIT == 0 => send_in(ctx, fd, len, flags, |f, done| {
+            // SAFETY: the unsent part of the caller's buffer.
+            unsafe { real(fd, buf.wrapping_byte_add(done), len - done, f) }
+        }),
         // SAFETY: the caller's arguments, passed on as they are.
         _ => unsafe { real(fd, buf, len, flags) },
     }
@@ -143,17 +143,10 @@ pub unsafe extern "C" fn sendto(
 ) -> ssize_t {
     let real = real!(sendto: fn(c_int, *const c_void, size_t, c_int, *const sockaddr, socklen_t) -> ssize_t);
     match coroutine::current() {
-        Some(ctx) if flags & libc::MSG_DONTWAIT == 0 => {
-            Call::write(fd).run_write_all(
-                ctx,
-                || len,
-                |blocking, done| {
-                    let f = if blocking { flags } else { flags | libc::MSG_DONTWAIT };
-                    // SAFETY: the unsent part of the caller's buffer.
-                    unsafe { real(fd, buf.wrapping_byte_add(done), len - done, f, addr, addrlen) }
-                },
-            )
-        }
+        Some(ctx) if flags & libc::MSG_DONTWAIT == 0 => send_in(ctx, fd, len, flags, |f, done| {
+            // SAFETY: the unsent part of the caller's buffer.
+            unsafe { real(fd, buf.wrapping_byte_add(done), len - done, f, addr, addrlen) }
+        }),
         // SAFETY: the caller's arguments, passed on as they are.
         _ => unsafe { real(fd, buf, len, flags, addr, addrlen) },
     }
