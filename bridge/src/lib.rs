@@ -36,7 +36,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 pub use openco_runtime::{
-    in_coroutine, yield_now, Builder, Handle, JoinError, JoinHandle, Priority, Runtime, DEFAULT_STACK_SIZE,
+    in_coroutine, yield_now, Builder, Handle, JoinError, JoinHandle, Priority, Runtime, Scope, DEFAULT_STACK_SIZE,
     MIN_STACK_SIZE,
 };
 

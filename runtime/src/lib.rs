@@ -43,4 +43,4 @@ mod time;
 
 pub use coroutine::{block_on_until, in_coroutine, park, waker, yield_now};
 pub use runtime::{Builder, Handle, Runtime, DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
-pub use task::{JoinError, JoinHandle, Priority};
+pub use task::{JoinError, JoinHandle, Priority, Scope};

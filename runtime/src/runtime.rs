@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::coroutine::{self, overflow, stack::StackPool};
 use crate::scheduler::{self, Config, Shared, ABANDON, SHUTDOWN};
-use crate::task::{self, JoinHandle, Priority};
+use crate::task::{self, JoinHandle, Priority, Scope};
 
 /// The smallest coroutine stack [`Builder::stack_size`] accepts: signal handlers and
 /// backtraces run on the coroutine stack and need room.
@@ -208,7 +208,19 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (job, handle) = task::new(f, priority);
+        let (job, handle) = task::new(f, priority, None);
+        self.shared.submit(job);
+        handle
+    }
+
+    /// Like [`blocking_with_priority`](Handle::blocking_with_priority), with `scope` entered
+    /// around every run of the job on its worker thread (see [`Scope`]).
+    pub fn blocking_scoped<F, T>(&self, scope: Arc<dyn Scope>, priority: Priority, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (job, handle) = task::new(f, priority, Some(scope));
         self.shared.submit(job);
         handle
     }

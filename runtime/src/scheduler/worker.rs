@@ -27,7 +27,7 @@ use crate::coroutine::stack::Stack;
 use crate::coroutine::{self, overflow, Co, Context, Interest, Suspend};
 use crate::io::{registry, Reactor, Waiter, WAKE_TOKEN};
 use crate::sys;
-use crate::task::{Job, Runnable};
+use crate::task::{Job, Runnable, Scope};
 use crate::time::Timers;
 
 /// Stacks a worker keeps for itself before handing them to the shared pool.
@@ -90,6 +90,8 @@ struct Slot {
     guard: (usize, usize, usize),
     /// What the coroutine is resumed with next (see `coroutine::Resume`).
     input: i32,
+    /// Entered around each resume (see `task::Scope`).
+    scope: Option<Arc<dyn Scope>>,
 }
 
 fn is_parked(slots: &[Slot], w: Waiter) -> bool {
@@ -361,6 +363,7 @@ impl Worker {
                     task: None,
                     guard: (0, 0, 0),
                     input: 0,
+                    scope: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -381,6 +384,7 @@ impl Worker {
         s.co = Some(co);
         s.task = Some(job.runnable().clone());
         s.guard = guard;
+        s.scope = job.header().scope().cloned();
         self.live += 1;
         self.resume(slot);
     }
@@ -392,7 +396,18 @@ impl Worker {
         s.state = SlotState::Running;
         let input = std::mem::take(&mut s.input);
         overflow::set_running_guard(s.guard);
-        let result = co.resume(input);
+        let result = match &s.scope {
+            None => co.resume(input),
+            Some(scope) => {
+                let mut result = None;
+                scope.scoped(&mut || {
+                    if result.is_none() {
+                        result = Some(co.resume(input));
+                    }
+                });
+                result.expect("openco: a Scope must call `resume` (see `Scope::scoped`)")
+            }
+        };
         overflow::set_running_guard((0, 0, 0));
         let s = &mut self.slots[slot as usize];
         match result {
@@ -437,6 +452,7 @@ impl Worker {
             }
             corosensei::CoroutineResult::Return(()) => {
                 let task = s.task.take().expect("a live slot holds its task");
+                s.scope = None;
                 s.state = SlotState::Free;
                 self.free_slots.push(slot);
                 self.live -= 1;

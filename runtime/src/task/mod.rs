@@ -85,15 +85,20 @@ pub(crate) struct Header {
     state: AtomicU8,
     priority: Priority,
     waker: AtomicWaker,
+    scope: Option<Arc<dyn Scope>>,
 }
 
 impl Header {
-    fn new(priority: Priority) -> Header {
-        Header { state: AtomicU8::new(SCHEDULED), priority, waker: AtomicWaker::new() }
+    fn new(priority: Priority, scope: Option<Arc<dyn Scope>>) -> Header {
+        Header { state: AtomicU8::new(SCHEDULED), priority, waker: AtomicWaker::new(), scope }
     }
 
     pub(crate) fn priority(&self) -> Priority {
         self.priority
+    }
+
+    pub(crate) fn scope(&self) -> Option<&Arc<dyn Scope>> {
+        self.scope.as_ref()
     }
 
     /// `SCHEDULED -> RUNNING`; false if the job was cancelled first.
@@ -220,14 +225,52 @@ where
     }
 }
 
+/// Thread-local context a job needs while it runs, set around each of its runs on the worker
+/// thread: the executor's runtime handle, a tracing span, anything a library keys by thread.
+///
+/// The coroutines of a worker share its thread-locals, so a context set from inside the job
+/// (`tokio::runtime::Handle::enter`) would leak to the other coroutines at the job's first
+/// suspension, and guards dropped out of order would panic. A `Scope` is entered by the
+/// worker each time the job's coroutine is resumed and left each time it suspends, so each
+/// job sees only its own context.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::sync::Arc;
+/// thread_local!(static TENANT: Cell<u32> = const { Cell::new(0) });
+///
+/// struct Tenant(u32);
+/// impl openco_runtime::Scope for Tenant {
+///     fn scoped(&self, resume: &mut dyn FnMut()) {
+///         let old = TENANT.replace(self.0);
+///         resume();
+///         TENANT.set(old);
+///     }
+/// }
+///
+/// let rt = openco_runtime::Builder::new().workers(1).build()?;
+/// let job = rt.handle().blocking_scoped(Arc::new(Tenant(7)), openco_runtime::Priority::DEFAULT, || {
+///     std::thread::sleep(std::time::Duration::from_millis(1)); // suspends: the scope is left
+///     TENANT.get()
+/// });
+/// assert_eq!(job.join().unwrap(), 7);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait Scope: Send + Sync + 'static {
+    /// Sets the context, calls `resume` exactly once (it runs the job until its next
+    /// suspension or its end), then restores the context. `resume` does not panic: a
+    /// panicking job is caught inside it.
+    fn scoped(&self, resume: &mut dyn FnMut());
+}
+
 /// Makes a job and the handle to its result.
-pub(crate) fn new<F, T>(func: F, priority: Priority) -> (Job, JoinHandle<T>)
+pub(crate) fn new<F, T>(func: F, priority: Priority, scope: Option<Arc<dyn Scope>>) -> (Job, JoinHandle<T>)
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     let task = Arc::new(Task {
-        header: Header::new(priority),
+        header: Header::new(priority, scope),
         func: UnsafeCell::new(Some(func)),
         output: UnsafeCell::new(None),
     });

@@ -1,0 +1,1 @@
+//! smol glue for openco (being written).

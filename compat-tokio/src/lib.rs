@@ -1,0 +1,1 @@
+//! tokio glue for openco (being written).

@@ -1,0 +1,1 @@
+//! openco procedural macros (being written).
