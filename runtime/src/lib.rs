@@ -41,6 +41,9 @@ mod sys;
 mod task;
 mod time;
 
+pub use coroutine::grow::maybe_grow;
 pub use coroutine::{block_on_until, in_coroutine, park, waker, yield_now};
-pub use runtime::{Builder, Handle, Runtime, DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+pub use runtime::{
+    Builder, Handle, Runtime, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
+};
 pub use task::{JoinError, JoinHandle, Priority, Scope};

@@ -17,6 +17,12 @@ pub const MIN_STACK_SIZE: usize = 64 * 1024;
 /// `spawn_blocking` was written for it. Only the pages a job touches cost memory.
 pub const DEFAULT_STACK_SIZE: usize = 2 * 1024 * 1024;
 
+/// The default of [`Builder::max_threads`].
+pub const DEFAULT_MAX_THREADS: usize = 512;
+
+/// The default of [`Builder::time_slice`].
+pub const DEFAULT_TIME_SLICE: Duration = Duration::from_millis(10);
+
 /// Configures and builds a [`Runtime`].
 ///
 /// Defaults can come from the environment (explicit calls win): `OPENCO_WORKERS` (a
@@ -35,6 +41,8 @@ pub struct Builder {
     stack_size: Option<usize>,
     thread_name: Option<String>,
     max_coroutines: Option<usize>,
+    time_slice: Option<Option<Duration>>,
+    max_threads: Option<usize>,
 }
 
 impl Builder {
@@ -66,6 +74,29 @@ impl Builder {
     /// one ends. Default: no limit but the kernel's.
     pub fn max_coroutines(&mut self, n: usize) -> &mut Builder {
         self.max_coroutines = Some(n);
+        self
+    }
+
+    /// How long a coroutine may run without suspending before its worker is considered stuck
+    /// and its queued work is handed to another thread (see the `scheduler` docs); `None`
+    /// disables the check. Default 10 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = openco_runtime::Builder::new().time_slice(Duration::from_millis(5)).build()?;
+    /// let no_monitor = openco_runtime::Builder::new().time_slice(None).build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn time_slice(&mut self, slice: impl Into<Option<Duration>>) -> &mut Builder {
+        self.time_slice = Some(slice.into());
+        self
+    }
+
+    /// The most OS threads the runtime runs at once: its workers plus the threads started to
+    /// take over from stuck ones. Default [`DEFAULT_MAX_THREADS`] (tokio's blocking-pool cap),
+    /// at least `workers`.
+    pub fn max_threads(&mut self, n: usize) -> &mut Builder {
+        self.max_threads = Some(n);
         self
     }
 

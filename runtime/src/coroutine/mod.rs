@@ -14,6 +14,7 @@
 //!    frames it is suspended in. At shutdown, coroutines that do not finish are abandoned.
 //! 4. `errno` belongs to the coroutine: it is saved before a suspension and restored after.
 
+pub(crate) mod grow;
 pub(crate) mod overflow;
 pub(crate) mod stack;
 
