@@ -147,7 +147,7 @@ impl Drop for AbortOnUnwind {
         let msg = b"openco: a coroutine was unwound while a helper thread used its stack\n";
         // SAFETY: write(2) of a valid buffer, then abort(3); raw, so no hook runs.
         unsafe {
-            libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len());
+            crate::sys::syscall!(libc::SYS_write, 2, msg.as_ptr(), msg.len());
             libc::abort();
         }
     }

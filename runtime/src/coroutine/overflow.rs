@@ -114,7 +114,7 @@ fn report_overflow(usable: usize) -> ! {
     push(b" KiB); raise it with Builder::stack_size\n");
     // SAFETY: write(2) and abort(3) are async-signal-safe; `buf` is valid for `len` bytes.
     unsafe {
-        libc::syscall(libc::SYS_write, 2, buf.as_ptr(), len);
+        crate::sys::syscall!(libc::SYS_write, 2, buf.as_ptr(), len);
         libc::abort()
     }
 }

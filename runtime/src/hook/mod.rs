@@ -15,6 +15,7 @@
 
 mod dns;
 mod fd;
+mod futex;
 mod net;
 mod poll;
 mod rw;
@@ -46,7 +47,7 @@ pub(crate) fn resolve(name: &'static str) -> *mut libc::c_void {
         let msg = b"openco: cannot find libc's definition of a hooked function\n";
         // SAFETY: write(2) and abort(3) with a valid buffer.
         unsafe {
-            libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len());
+            crate::sys::syscall!(libc::SYS_write, 2, msg.as_ptr(), msg.len());
             libc::abort();
         }
     }

@@ -47,7 +47,14 @@ fn is_stream(fd: c_int) -> bool {
     let mut len = std::mem::size_of::<c_int>() as socklen_t;
     // SAFETY: valid out-parameters of the right size.
     let ret = unsafe {
-        libc::syscall(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_TYPE, &mut ty as *mut c_int, &mut len)
+        crate::sys::syscall!(
+            libc::SYS_getsockopt,
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            &mut ty as *mut c_int,
+            &mut len as *mut libc::socklen_t
+        )
     };
     ret == 0 && ty == libc::SOCK_STREAM
 }

@@ -49,7 +49,7 @@ fn can_wait(fd: c_int) -> bool {
     // SAFETY: an all-zero `stat` is a valid value to be overwritten.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid out-parameter.
-    if unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
+    if unsafe { crate::sys::syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
         return false;
     }
     matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK)
@@ -91,12 +91,12 @@ impl Attempt {
 fn preadv2_nowait(fd: c_int, iov: *const iovec, iovcnt: c_int) -> isize {
     // SAFETY: the caller's buffers, as the kernel validates them; offset -1 is "the current
     // position", as for `readv`.
-    unsafe { libc::syscall(libc::SYS_preadv2, fd, iov, iovcnt, -1i64, 0i64, RWF_NOWAIT) as isize }
+    unsafe { crate::sys::syscall!(libc::SYS_preadv2, fd, iov, iovcnt, -1i64, 0i64, RWF_NOWAIT) as isize }
 }
 
 fn pwritev2_nowait(fd: c_int, iov: *const iovec, iovcnt: c_int) -> isize {
     // SAFETY: as in `preadv2_nowait`.
-    unsafe { libc::syscall(libc::SYS_pwritev2, fd, iov, iovcnt, -1i64, 0i64, RWF_NOWAIT) as isize }
+    unsafe { crate::sys::syscall!(libc::SYS_pwritev2, fd, iov, iovcnt, -1i64, 0i64, RWF_NOWAIT) as isize }
 }
 
 fn read_in(ctx: &Context, fd: c_int, iov: *const iovec, iovcnt: c_int, plain: impl Fn() -> isize) -> isize {

@@ -151,7 +151,8 @@ pub(crate) fn ready_now(fd: c_int, events: libc::c_short) -> bool {
     let mut pfd = libc::pollfd { fd, events, revents: 0 };
     let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: one valid pollfd and a valid timeout; no signal mask.
-    let n =
-        unsafe { libc::syscall(libc::SYS_ppoll, &mut pfd as *mut libc::pollfd, 1, &zero as *const _, 0usize, 8usize) };
+    let n = unsafe {
+        crate::sys::syscall!(libc::SYS_ppoll, &mut pfd as *mut libc::pollfd, 1, &zero as *const _, 0usize, 8usize)
+    };
     n > 0
 }

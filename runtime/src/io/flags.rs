@@ -80,12 +80,12 @@ fn lock(fd: c_int) -> Window {
 
 fn getfl(fd: c_int) -> c_int {
     // SAFETY: F_GETFL takes no argument.
-    unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_GETFL) as c_int }
+    unsafe { crate::sys::syscall!(libc::SYS_fcntl, fd, libc::F_GETFL) as c_int }
 }
 
 fn setfl(fd: c_int, flags: c_int) -> c_int {
     // SAFETY: F_SETFL takes an integer argument.
-    unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFL, flags) as c_int }
+    unsafe { crate::sys::syscall!(libc::SYS_fcntl, fd, libc::F_SETFL, flags) as c_int }
 }
 
 /// The fd's status flags as the user set them (`F_GETFL`), or the errno.
@@ -139,7 +139,7 @@ pub(crate) fn socket_timeout(fd: c_int, option: c_int) -> Option<std::time::Dura
     let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
     // SAFETY: `tv` and `len` are valid out-parameters of the right size.
     let ret = unsafe {
-        libc::syscall(
+        crate::sys::syscall!(
             libc::SYS_getsockopt,
             fd,
             libc::SOL_SOCKET,

@@ -1,8 +1,20 @@
 //! Thin wrappers over the raw system calls the runtime makes for itself.
 //!
-//! The runtime never calls its own hooks: every call here goes through `libc::syscall`, which
-//! the hooks leave alone for every number but the ones they document, or through a real libc
-//! symbol that openco does not interpose.
+//! The runtime never calls its own hooks: every call here goes through [`syscall!`] (the
+//! kernel, entered by [`raw`] without libc), or through a real libc symbol that openco does
+//! not interpose.
+
+pub(crate) mod raw;
+
+/// `libc::syscall` without libc (whose `syscall` openco interposes): `syscall!(SYS_x, a, b)`
+/// returns a `c_long`, -1 with `errno` set on failure. Arguments are cast with `as usize`.
+/// Must be used inside `unsafe`, with the contract of [`raw`].
+macro_rules! syscall {
+    ($number:expr $(, $arg:expr)* $(,)?) => {
+        $crate::sys::raw::syscall($number as libc::c_long, $crate::sys::raw::args([$($arg as usize),*]))
+    };
+}
+pub(crate) use syscall;
 
 use std::io;
 use std::time::Duration;
@@ -36,14 +48,14 @@ pub(crate) struct Fd(pub(crate) libc::c_int);
 impl Drop for Fd {
     fn drop(&mut self) {
         // SAFETY: the descriptor is owned by this value and closed exactly once.
-        unsafe { libc::syscall(libc::SYS_close, self.0) };
+        unsafe { syscall!(libc::SYS_close, self.0) };
     }
 }
 
 pub(crate) fn eventfd() -> io::Result<Fd> {
     let flags = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK;
     // SAFETY: plain system call with integer arguments.
-    let fd = check(unsafe { libc::syscall(libc::SYS_eventfd2, 0, flags) })?;
+    let fd = check(unsafe { syscall!(libc::SYS_eventfd2, 0, flags) })?;
     Ok(Fd(fd as libc::c_int))
 }
 
@@ -52,26 +64,26 @@ pub(crate) fn eventfd() -> io::Result<Fd> {
 pub(crate) fn eventfd_signal(fd: libc::c_int) {
     let one: u64 = 1;
     // SAFETY: `one` is a valid 8-byte buffer for the duration of the call.
-    unsafe { libc::syscall(libc::SYS_write, fd, &one as *const u64, 8usize) };
+    unsafe { syscall!(libc::SYS_write, fd, &one as *const u64, 8usize) };
 }
 
 /// Resets an eventfd counter to zero.
 pub(crate) fn eventfd_drain(fd: libc::c_int) {
     let mut value: u64 = 0;
     // SAFETY: `value` is a valid, writable 8-byte buffer for the duration of the call.
-    unsafe { libc::syscall(libc::SYS_read, fd, &mut value as *mut u64, 8usize) };
+    unsafe { syscall!(libc::SYS_read, fd, &mut value as *mut u64, 8usize) };
 }
 
 pub(crate) fn epoll_create() -> io::Result<Fd> {
     // SAFETY: plain system call with an integer argument.
-    let fd = check(unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })?;
+    let fd = check(unsafe { syscall!(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })?;
     Ok(Fd(fd as libc::c_int))
 }
 
 pub(crate) fn epoll_add(epfd: libc::c_int, fd: libc::c_int, events: u32, token: u64) -> io::Result<()> {
     let mut event = libc::epoll_event { events, u64: token };
     // SAFETY: `event` is valid for the duration of the call.
-    check(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, libc::EPOLL_CTL_ADD, fd, &mut event as *mut _) })?;
+    check(unsafe { syscall!(libc::SYS_epoll_ctl, epfd, libc::EPOLL_CTL_ADD, fd, &mut event as *mut _) })?;
     Ok(())
 }
 
@@ -85,7 +97,7 @@ pub(crate) fn epoll_ctl(
 ) -> Result<(), i32> {
     let mut event = libc::epoll_event { events, u64: token };
     // SAFETY: `event` is valid for the duration of the call.
-    match unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, &mut event as *mut _) } {
+    match unsafe { syscall!(libc::SYS_epoll_ctl, epfd, op, fd, &mut event as *mut _) } {
         0 => Ok(()),
         _ => Err(errno()),
     }
@@ -107,7 +119,7 @@ pub(crate) fn epoll_wait(epfd: libc::c_int, events: &mut [libc::epoll_event], ti
         });
         let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `ptr` is valid for `max` events; `tsp` is null or points to `ts`.
-        let n = unsafe { libc::syscall(libc::SYS_epoll_pwait2, epfd, ptr, max, tsp, 0usize, 8usize) };
+        let n = unsafe { syscall!(libc::SYS_epoll_pwait2, epfd, ptr, max, tsp, 0usize, 8usize) };
         if n >= 0 {
             return n as usize;
         }
@@ -121,7 +133,7 @@ pub(crate) fn epoll_wait(epfd: libc::c_int, events: &mut [libc::epoll_event], ti
         Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
     };
     // SAFETY: `ptr` is valid for `max` events; a null sigmask leaves the mask alone.
-    let n = unsafe { libc::syscall(libc::SYS_epoll_pwait, epfd, ptr, max, ms, 0usize, 8usize) };
+    let n = unsafe { syscall!(libc::SYS_epoll_pwait, epfd, ptr, max, ms, 0usize, 8usize) };
     n.max(0) as usize
 }
 

@@ -1,0 +1,371 @@
+//! `syscall(SYS_futex, ...)`: std's and parking_lot's locks wait by suspending the coroutine.
+//!
+//! Every std lock, `Condvar`, `Once`, `Barrier`, `thread::park` and parking_lot waits with
+//! `futex(FUTEX_WAIT*)` through libc's `syscall()` function, which this hook interposes.
+//! Outside a coroutine a wait goes to the kernel as it is. Inside one, the coroutine joins a
+//! waiter table keyed by the futex address and suspends; its worker runs the other
+//! coroutines meanwhile, including the one that holds the lock.
+//!
+//! Wakes (`FUTEX_WAKE*`), from any thread, first wake the kernel's waiters, then, if the
+//! table holds anyone, up to the rest of the count from the table, oldest first. Wakes that
+//! never pass through this hook (another process on a shared futex, glibc-internal calls,
+//! raw `syscall` instructions) are caught by a re-check: a suspended waiter looks at the
+//! futex word after 10 ms, then at doubling intervals up to 1 s, and returns once it changed.
+//! A lost wake-up thus costs latency, never a hang; a spurious return is allowed by the
+//! futex contract (every caller re-checks).
+//!
+//! No lost wake-ups: the value check and the insertion happen under the table bucket's lock,
+//! and a waker takes the same lock after changing the value, as the kernel's hash buckets do.
+//! The value is compared by the kernel itself (a `FUTEX_WAIT` with a zero timeout), which
+//! also gives its `EFAULT`/`EINVAL` for bad addresses instead of a crash.
+//!
+//! Requeue and wake-op commands (not used by std or parking_lot) go to the kernel and wake
+//! every table waiter on the addresses they name (spuriously, which is allowed); PI futexes
+//! and `futex_waitv` go to the kernel as they are, blocking the thread.
+//!
+//! The runtime's own code enters the kernel through `sys::raw`, so none of its
+//! synchronisation passes here. Bucket locks spin (with `sched_yield`), never futex.
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libc::{c_long, timespec};
+
+use crate::coroutine::{self, Context, Suspend};
+use crate::scheduler::{Shared, WakeTarget};
+use crate::sys::{self, raw};
+
+const WAIT: i32 = libc::FUTEX_WAIT;
+const WAKE: i32 = libc::FUTEX_WAKE;
+const REQUEUE: i32 = libc::FUTEX_REQUEUE;
+const CMP_REQUEUE: i32 = libc::FUTEX_CMP_REQUEUE;
+const WAKE_OP: i32 = libc::FUTEX_WAKE_OP;
+const WAIT_BITSET: i32 = libc::FUTEX_WAIT_BITSET;
+const WAKE_BITSET: i32 = libc::FUTEX_WAKE_BITSET;
+const PRIVATE: i32 = libc::FUTEX_PRIVATE_FLAG;
+const CLOCK_REALTIME: i32 = libc::FUTEX_CLOCK_REALTIME;
+const CMD_MASK: i32 = !(PRIVATE | CLOCK_REALTIME);
+
+/// The first re-check of a suspended waiter, and the longest interval between two.
+const RECHECK_FIRST: Duration = Duration::from_millis(10);
+const RECHECK_MAX: Duration = Duration::from_secs(1);
+
+/// # Safety
+/// As libc's `syscall`: the arguments are those the kernel documents for `number`.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    number: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let args = [a1 as usize, a2 as usize, a3 as usize, a4 as usize, a5 as usize, a6 as usize];
+    if number != libc::SYS_futex {
+        // SAFETY: the caller's system call, passed on as it is.
+        return unsafe { raw::syscall(number, args) };
+    }
+    let op = a2 as i32;
+    match (op & CMD_MASK, coroutine::current()) {
+        (WAIT | WAIT_BITSET, Some(ctx)) => {
+            let bitset = if op & CMD_MASK == WAIT { u32::MAX } else { a6 as u32 };
+            // SAFETY: the caller's futex arguments: `a4` is null or a valid `timespec`.
+            match unsafe { wait(ctx, a1 as usize, op, a3 as u32, a4 as *const timespec, bitset) } {
+                Ok(()) => 0,
+                Err(errno) => {
+                    sys::set_errno(errno);
+                    -1
+                }
+            }
+        }
+        (WAKE | WAKE_BITSET, _) => {
+            // SAFETY: the caller's futex wake, passed on as it is.
+            let woken = unsafe { raw::syscall(number, args) };
+            if woken < 0 {
+                return woken;
+            }
+            let bitset = if op & CMD_MASK == WAKE { u32::MAX } else { a6 as u32 };
+            let count = (a3 as i32).max(1) as usize;
+            woken + TABLE.wake(a1 as usize, bitset, count.saturating_sub(woken as usize)) as c_long
+        }
+        (REQUEUE | CMP_REQUEUE | WAKE_OP, _) => {
+            // SAFETY: as above.
+            let ret = unsafe { raw::syscall(number, args) };
+            TABLE.wake(a1 as usize, u32::MAX, usize::MAX);
+            TABLE.wake(a5 as usize, u32::MAX, usize::MAX);
+            ret
+        }
+        // SAFETY: as above (waits outside coroutines, PI futexes, unknown commands).
+        _ => unsafe { raw::syscall(number, args) },
+    }
+}
+
+/// A coroutine's `FUTEX_WAIT`/`FUTEX_WAIT_BITSET`.
+///
+/// # Safety
+/// `timeout` is null or valid for reads.
+unsafe fn wait(
+    ctx: &Context,
+    addr: usize,
+    op: i32,
+    expected: u32,
+    timeout: *const timespec,
+    bitset: u32,
+) -> Result<(), i32> {
+    if bitset == 0 {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: guaranteed by the caller.
+    let deadline = match unsafe { timeout.as_ref() } {
+        None => None,
+        Some(ts) if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) => return Err(libc::EINVAL),
+        Some(ts) => {
+            let ts = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+            if op & CMD_MASK == WAIT {
+                Some(Instant::now().checked_add(ts))
+            } else {
+                // Absolute, on CLOCK_MONOTONIC (Instant's clock) or CLOCK_REALTIME.
+                let clock = if op & CLOCK_REALTIME != 0 { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC };
+                let left = ts.saturating_sub(now(clock));
+                Some(Instant::now().checked_add(left))
+            }
+        }
+    };
+    // A deadline too far to represent is no deadline.
+    let deadline = deadline.flatten();
+    let waiter = Waiter {
+        addr,
+        bitset,
+        next: Cell::new(ptr::null()),
+        prev: Cell::new(ptr::null()),
+        woken: Cell::new(false),
+        shared: &ctx.shared,
+        target: ctx.target,
+    };
+    let bucket = TABLE.bucket(addr);
+    let mut recheck = RECHECK_FIRST;
+    let mut first = true;
+    loop {
+        {
+            let guard = bucket.lock();
+            // Counted before the value check, so that a waker that changes the value after
+            // the check sees the count (see `Table::wake`).
+            TABLE.count.fetch_add(1, SeqCst);
+            fence(SeqCst);
+            // The kernel compares the word (and validates the address) under our bucket lock.
+            let matches = value_matches(addr, op, expected);
+            if matches != Ok(true) {
+                TABLE.count.fetch_sub(1, SeqCst);
+            }
+            match matches {
+                Ok(true) => guard.push(&waiter),
+                Ok(false) if first => {
+                    drop(guard);
+                    coroutine::consume_budget(ctx);
+                    return Err(libc::EAGAIN);
+                }
+                Ok(false) => return Ok(()), // it changed while we slept: a missed wake
+                Err(errno) => return if first { Err(errno) } else { Ok(()) },
+            }
+        }
+        first = false;
+        let tick = Instant::now().checked_add(recheck);
+        let wake_at = match (deadline, tick) {
+            (Some(d), Some(t)) => Some(d.min(t)),
+            (d, t) => d.or(t),
+        };
+        coroutine::suspend(ctx, Suspend::Park(wake_at));
+        {
+            let guard = bucket.lock();
+            if waiter.woken.get() {
+                return Ok(());
+            }
+            guard.remove(&waiter);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(libc::ETIMEDOUT);
+        }
+        recheck = (recheck * 2).min(RECHECK_MAX);
+    }
+}
+
+/// Whether the futex word still holds `expected`, as the kernel sees it: a `FUTEX_WAIT` with
+/// a zero timeout returns `ETIMEDOUT` when it matched, `EAGAIN` when not, or the address's
+/// error.
+fn value_matches(addr: usize, op: i32, expected: u32) -> Result<bool, i32> {
+    let zero = timespec { tv_sec: 0, tv_nsec: 0 };
+    let args =
+        raw::args([addr, (WAIT | (op & PRIVATE)) as usize, expected as usize, &zero as *const timespec as usize]);
+    // SAFETY: a futex wait on the caller's address with a valid zero timeout; the kernel
+    // validates the address.
+    match unsafe { raw::syscall6(libc::SYS_futex, args) } {
+        0 => Ok(true), // woken by someone in the kernel meanwhile: treat as a match, re-checked later
+        e if e == -(libc::ETIMEDOUT as isize) => Ok(true),
+        e if e == -(libc::EAGAIN as isize) => Ok(false),
+        e if e == -(libc::EINTR as isize) => Ok(true),
+        e => Err(-e as i32),
+    }
+}
+
+fn now(clock: libc::clockid_t) -> Duration {
+    let mut ts = timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter; clock_gettime is not hooked (vDSO).
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A suspended coroutine in the table. Lives on the coroutine's stack; linked only while the
+/// coroutine is suspended in `wait`, and only touched under its bucket's lock.
+struct Waiter {
+    addr: usize,
+    bitset: u32,
+    next: Cell<*const Waiter>,
+    prev: Cell<*const Waiter>,
+    /// Set by the waker that unlinked it.
+    woken: Cell<bool>,
+    shared: *const Arc<Shared>,
+    target: WakeTarget,
+}
+
+const BUCKETS: usize = 256;
+
+struct Table {
+    buckets: [Bucket; BUCKETS],
+    /// Waiters in all buckets: lets a wake with nobody in the table skip the locks.
+    count: AtomicUsize,
+}
+
+static TABLE: Table = Table { buckets: [const { Bucket::new() }; BUCKETS], count: AtomicUsize::new(0) };
+
+impl Table {
+    fn bucket(&self, addr: usize) -> &Bucket {
+        // Fibonacci hashing of the word index.
+        let h = ((addr >> 2) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+        &self.buckets[h as usize % BUCKETS]
+    }
+
+    /// Wakes up to `count` table waiters on `addr` whose bitset meets `bitset`. Returns how
+    /// many.
+    fn wake(&self, addr: usize, bitset: u32, count: usize) -> usize {
+        // Pairs with the waiter's increment (SeqCst on both sides): either we see the waiter,
+        // or it sees the new futex value (the caller changed it before calling wake).
+        fence(SeqCst);
+        if count == 0 || self.count.load(SeqCst) == 0 {
+            return 0;
+        }
+        let mut woken = 0;
+        // Wake-ups are sent after the lock is released; a small batch keeps that allocation-free.
+        let mut batch: [Option<(Arc<Shared>, WakeTarget)>; 16] = [const { None }; 16];
+        loop {
+            let mut n = 0;
+            {
+                let guard = self.bucket(addr).lock();
+                let mut cur = guard.head();
+                while !cur.is_null() && woken < count && n < batch.len() {
+                    // SAFETY: linked waiters are alive (their coroutines are suspended in
+                    // `wait`, which unlinks before returning) and we hold the bucket lock.
+                    let w = unsafe { &*cur };
+                    cur = w.next.get();
+                    if w.addr != addr || w.bitset & bitset == 0 {
+                        continue;
+                    }
+                    guard.remove(w);
+                    w.woken.set(true);
+                    // SAFETY: `shared` points at the waiting coroutine's `Context::shared`,
+                    // alive while it is linked.
+                    batch[n] = Some((unsafe { (*w.shared).clone() }, w.target));
+                    n += 1;
+                    woken += 1;
+                }
+            }
+            for (shared, target) in batch.iter_mut().take(n).filter_map(Option::take) {
+                shared.wake(target);
+            }
+            if n < batch.len() || woken >= count {
+                return woken;
+            }
+        }
+    }
+}
+
+struct Bucket {
+    locked: AtomicBool,
+    head: Cell<*const Waiter>,
+    tail: Cell<*const Waiter>,
+}
+
+// SAFETY: `head`/`tail` and the waiters they reach are only touched under `locked`.
+unsafe impl Sync for Bucket {}
+
+impl Bucket {
+    const fn new() -> Bucket {
+        Bucket { locked: AtomicBool::new(false), head: Cell::new(ptr::null()), tail: Cell::new(ptr::null()) }
+    }
+
+    fn lock(&self) -> BucketGuard<'_> {
+        let mut spins = 0u32;
+        while self.locked.compare_exchange_weak(false, true, Acquire, Relaxed).is_err() {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                // SAFETY: sched_yield has no arguments and cannot fail in a harmful way.
+                unsafe { raw::syscall6(libc::SYS_sched_yield, [0; 6]) };
+            }
+        }
+        BucketGuard(self)
+    }
+}
+
+struct BucketGuard<'a>(&'a Bucket);
+
+impl BucketGuard<'_> {
+    fn head(&self) -> *const Waiter {
+        self.0.head.get()
+    }
+
+    /// Appends `w` (FIFO: the oldest waiter is woken first). The caller counted it in
+    /// `Table::count` already.
+    fn push(&self, w: &Waiter) {
+        let b = self.0;
+        w.next.set(ptr::null());
+        w.prev.set(b.tail.get());
+        if b.tail.get().is_null() {
+            b.head.set(w);
+        } else {
+            // SAFETY: the tail is a linked, live waiter (see `Table::wake`); we hold the lock.
+            unsafe { (*b.tail.get()).next.set(w) };
+        }
+        b.tail.set(w);
+    }
+
+    /// Unlinks `w`, which is linked in this bucket, and uncounts it.
+    fn remove(&self, w: &Waiter) {
+        let b = self.0;
+        let (prev, next) = (w.prev.get(), w.next.get());
+        if prev.is_null() {
+            b.head.set(next);
+        } else {
+            // SAFETY: neighbours of a linked waiter are linked and alive; we hold the lock.
+            unsafe { (*prev).next.set(next) };
+        }
+        if next.is_null() {
+            b.tail.set(prev);
+        } else {
+            // SAFETY: as above.
+            unsafe { (*next).prev.set(prev) };
+        }
+        TABLE.count.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Drop for BucketGuard<'_> {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Release);
+    }
+}
