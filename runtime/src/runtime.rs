@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::coroutine::{self, overflow, stack::StackPool};
@@ -19,6 +19,10 @@ pub const DEFAULT_STACK_SIZE: usize = 2 * 1024 * 1024;
 
 /// The default of [`Builder::max_threads`].
 pub const DEFAULT_MAX_THREADS: usize = 512;
+
+/// How long a spare thread (one that took over from a stuck worker, then ran out of work)
+/// waits to be reused before it exits; tokio's blocking pool keeps idle threads as long.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The default of [`Builder::time_slice`].
 pub const DEFAULT_TIME_SLICE: Duration = Duration::from_millis(10);
@@ -120,12 +124,25 @@ impl Builder {
         if self.max_coroutines == Some(0) {
             return Err(invalid("openco: max_coroutines(0) would never run a job"));
         }
+        let time_slice = self.time_slice.unwrap_or(Some(DEFAULT_TIME_SLICE));
+        if time_slice == Some(Duration::ZERO) {
+            return Err(invalid("openco: time_slice(0) would hand off every worker; use time_slice(None) to disable"));
+        }
+        let max_threads = self.max_threads.unwrap_or(DEFAULT_MAX_THREADS.max(workers));
+        if max_threads < workers {
+            return Err(invalid(&format!("openco: max_threads({max_threads}) is below workers({workers})")));
+        }
         overflow::install();
-        let config =
-            Config { workers, thread_name: self.thread_name.clone().unwrap_or_else(|| "openco-worker".into()) };
+        let config = Config {
+            workers,
+            thread_name: self.thread_name.clone().unwrap_or_else(|| "openco-worker".into()),
+            time_slice,
+            max_threads,
+            keep_alive: KEEP_ALIVE,
+        };
         let shared = Arc::new(Shared::new(config, StackPool::new(stack_size, self.max_coroutines))?);
-        let threads = scheduler::spawn_workers(&shared, 256 * 1024)?;
-        Ok(Runtime { handle: Handle { shared }, threads: Mutex::new(threads) })
+        scheduler::start(&shared)?;
+        Ok(Runtime { handle: Handle { shared } })
     }
 }
 
@@ -141,7 +158,6 @@ fn invalid(msg: &str) -> io::Error {
 /// [`shutdown_timeout`](Runtime::shutdown_timeout) to bound the wait.
 pub struct Runtime {
     handle: Handle,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Runtime {
@@ -183,7 +199,8 @@ impl Runtime {
         let on_own_worker = scheduler::current_worker_shared() == Some(Arc::as_ptr(shared));
         let deadline = if on_own_worker { Some(Instant::now()) } else { deadline };
         if shared.wait_exited(deadline) {
-            for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let threads = std::mem::take(&mut *shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
+            for t in threads {
                 let _ = t.join();
             }
         } else {

@@ -21,12 +21,15 @@
 //! Either the worker's re-check sees the job, or the submitter sees the flag; the eventfd
 //! stays readable until drained, so a signal sent before the wait is not lost.
 
+mod monitor;
 mod queue;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::Wake;
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
 
 use crossbeam_deque::Injector;
 
@@ -34,14 +37,30 @@ use crate::coroutine::stack::StackPool;
 use crate::sys;
 use crate::task::Job;
 
-pub(crate) use worker::{current_worker_shared, spawn_workers};
+pub(crate) use monitor::start;
+pub(crate) use worker::current_worker_shared;
 
 /// Runtime-wide configuration, fixed at build time.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) workers: usize,
     pub(crate) thread_name: String,
+    /// `None`: no monitor, a stuck worker stays stuck.
+    pub(crate) time_slice: Option<Duration>,
+    /// Worker threads alive at once, stuck and retired ones included.
+    pub(crate) max_threads: usize,
+    /// How long a spare thread waits to be reused before it exits.
+    pub(crate) keep_alive: Duration,
 }
+
+/// What a worker thread does (`Remote::mode`); see `monitor`.
+pub(crate) const ACTIVE: u8 = 0;
+/// Replaced while stuck: runs its own coroutines to their end, starts no job.
+pub(crate) const RETIRED: u8 = 1;
+/// No coroutine left: waits to be made active again, or exits after the keep-alive.
+pub(crate) const SPARE: u8 = 2;
+/// No thread behind this index; the monitor may start a new one there.
+pub(crate) const EXITED: u8 = 3;
 
 pub(crate) const RUNNING: u8 = 0;
 pub(crate) const SHUTDOWN: u8 = 1;
@@ -50,7 +69,9 @@ pub(crate) const ABANDON: u8 = 2;
 /// What all workers of a runtime share.
 pub(crate) struct Shared {
     pub(crate) inject: queue::Inject,
-    pub(crate) remotes: Box<[Arc<Remote>]>,
+    /// One per worker thread index, `config.max_threads` of them; the first `spawned` are set.
+    remotes: Box<[OnceLock<Arc<Remote>>]>,
+    spawned: AtomicUsize,
     pub(crate) stacks: StackPool,
     pub(crate) config: Config,
     /// Workers currently parked (an upper bound: a hint to skip the search).
@@ -63,6 +84,11 @@ pub(crate) struct Shared {
     next_notify: AtomicUsize,
     /// Set while a worker polls for work before parking (at most one does).
     pub(crate) spinning: AtomicBool,
+    /// Every worker thread ever started (the runtime joins them), and the monitor.
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    monitor: OnceLock<Thread>,
+    /// Set by the monitor before it sleeps until a worker wakes up.
+    monitor_idle: AtomicBool,
 }
 
 /// What other threads may touch of one worker.
@@ -74,6 +100,37 @@ pub(crate) struct Remote {
     pub(crate) closed: Injector<i32>,
     parked: AtomicBool,
     eventfd: sys::Fd,
+    /// `ACTIVE`, `RETIRED`, `SPARE` or `EXITED`.
+    pub(crate) mode: AtomicU8,
+    /// Bumped by the worker before and after each resume: odd while a coroutine runs. The
+    /// monitor reads it to find coroutines that run too long.
+    pub(crate) ticks: AtomicU64,
+    /// What an exited thread leaves to the next one started at this index: its queue (the
+    /// thieves' side of it lives here) and the first slot generation it never used.
+    pub(crate) leftover: Mutex<Option<(queue::Local, u32)>>,
+}
+
+impl Remote {
+    fn new() -> std::io::Result<Remote> {
+        Ok(Remote {
+            steal: queue::StealSide::new(),
+            mailbox: Injector::new(),
+            closed: Injector::new(),
+            parked: AtomicBool::new(false),
+            eventfd: sys::eventfd()?,
+            mode: AtomicU8::new(ACTIVE),
+            ticks: AtomicU64::new(0),
+            leftover: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn mode(&self) -> u8 {
+        self.mode.load(Acquire)
+    }
+
+    pub(crate) fn signal(&self) {
+        sys::eventfd_signal(self.eventfd.0);
+    }
 }
 
 /// Names one coroutine of one worker. `gen` tells reuses of a slot apart.
@@ -86,29 +143,70 @@ pub(crate) struct WakeTarget {
 
 impl Shared {
     pub(crate) fn new(config: Config, stacks: StackPool) -> std::io::Result<Shared> {
-        let remotes = (0..config.workers)
-            .map(|_| {
-                Ok(Arc::new(Remote {
-                    steal: queue::StealSide::new(),
-                    mailbox: Injector::new(),
-                    closed: Injector::new(),
-                    parked: AtomicBool::new(false),
-                    eventfd: sys::eventfd()?,
-                }))
-            })
-            .collect::<std::io::Result<_>>()?;
+        let remotes: Box<[OnceLock<Arc<Remote>>]> = (0..config.max_threads).map(|_| OnceLock::new()).collect();
+        for remote in &remotes[..config.workers] {
+            let _ = remote.set(Arc::new(Remote::new()?));
+        }
         Ok(Shared {
             inject: queue::Inject::new(),
             remotes,
+            spawned: AtomicUsize::new(config.workers),
             stacks,
-            alive: Mutex::new(config.workers),
+            alive: Mutex::new(0),
             config,
             idle: AtomicUsize::new(0),
             state: AtomicU8::new(RUNNING),
             exited: Condvar::new(),
             next_notify: AtomicUsize::new(0),
             spinning: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            monitor: OnceLock::new(),
+            monitor_idle: AtomicBool::new(false),
         })
+    }
+
+    /// The worker at `index`, which has been created.
+    pub(crate) fn remote(&self, index: usize) -> &Arc<Remote> {
+        self.remotes[index].get().expect("a worker index in use")
+    }
+
+    /// How many worker indices are in use (threads exited or not).
+    pub(crate) fn spawned(&self) -> usize {
+        self.spawned.load(Acquire)
+    }
+
+    /// Every worker index in use, with its `Remote`.
+    pub(crate) fn remotes(&self) -> impl Iterator<Item = &Arc<Remote>> {
+        self.remotes[..self.spawned()].iter().map(|r| r.get().expect("spawned workers are set"))
+    }
+
+    /// Creates the next worker index; `None` at `max_threads` indices.
+    fn add_remote(&self) -> std::io::Result<Option<usize>> {
+        let index = self.spawned();
+        if index >= self.remotes.len() {
+            return Ok(None);
+        }
+        let _ = self.remotes[index].set(Arc::new(Remote::new()?));
+        self.spawned.store(index + 1, Release);
+        Ok(Some(index))
+    }
+
+    /// Worker threads alive now.
+    pub(crate) fn alive(&self) -> usize {
+        *self.alive.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn worker_started(&self) {
+        *self.alive.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    /// Called by a worker that found the monitor asleep flag set after a park: wakes it.
+    pub(crate) fn wake_monitor(&self) {
+        if self.monitor_idle.load(SeqCst) && self.monitor_idle.swap(false, SeqCst) {
+            if let Some(monitor) = self.monitor.get() {
+                monitor.unpark();
+            }
+        }
     }
 
     pub(crate) fn state(&self) -> u8 {
@@ -144,10 +242,12 @@ impl Shared {
         if self.spinning.load(SeqCst) || self.idle.load(SeqCst) == 0 {
             return;
         }
-        let n = self.remotes.len();
+        let n = self.spawned();
         let start = self.next_notify.fetch_add(1, Relaxed);
         for i in 0..n {
-            if self.unpark(&self.remotes[(start + i) % n]) {
+            let remote = self.remote((start + i) % n);
+            // Only an active worker starts jobs.
+            if remote.mode() == ACTIVE && self.unpark(remote) {
                 return;
             }
         }
@@ -157,7 +257,7 @@ impl Shared {
     /// back to a starved pool).
     pub(crate) fn notify_all(&self) {
         std::sync::atomic::fence(SeqCst);
-        for remote in self.remotes.iter() {
+        for remote in self.remotes() {
             self.unpark(remote);
         }
     }
@@ -174,7 +274,7 @@ impl Shared {
 
     /// Makes a suspended coroutine ready. Callable from any thread.
     pub(crate) fn wake(&self, target: WakeTarget) {
-        let remote = &self.remotes[target.worker];
+        let remote = self.remote(target.worker);
         remote.mailbox.push(target);
         std::sync::atomic::fence(SeqCst);
         self.unpark(remote);
@@ -182,7 +282,7 @@ impl Shared {
 
     /// Tells worker `index` that `fd` was closed: its coroutines waiting on it must retry.
     pub(crate) fn fd_closed(&self, index: usize, fd: i32) {
-        let remote = &self.remotes[index];
+        let remote = self.remote(index);
         remote.closed.push(fd);
         std::sync::atomic::fence(SeqCst);
         // A worker that is not parked looks at `closed` at its next turn.
@@ -192,13 +292,16 @@ impl Shared {
     /// Moves to `state` (never backwards) and wakes every worker to see it.
     pub(crate) fn set_state(&self, state: u8) {
         self.state.fetch_max(state, AcqRel);
-        for remote in self.remotes.iter() {
+        for remote in self.remotes() {
             self.unpark(remote);
-            sys::eventfd_signal(remote.eventfd.0);
+            remote.signal();
+        }
+        if let Some(monitor) = self.monitor.get() {
+            monitor.unpark();
         }
     }
 
-    fn worker_exited(&self) {
+    pub(crate) fn worker_exited(&self) {
         let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
         *alive -= 1;
         self.exited.notify_all();
@@ -220,6 +323,15 @@ impl Shared {
             }
         }
         true
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A leftover queue holds an `Arc` of its own `Remote`: break the cycle.
+        for remote in self.remotes() {
+            remote.leftover.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
     }
 }
 

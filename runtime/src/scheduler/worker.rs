@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::queue::{Local, Ready};
-use super::{Remote, Shared, WakeTarget, ABANDON, RUNNING, SHUTDOWN};
+use super::{Remote, Shared, WakeTarget, ACTIVE, EXITED, RETIRED, RUNNING, SHUTDOWN, SPARE};
 use crate::coroutine::stack::Stack;
 use crate::coroutine::{self, overflow, Co, Context, Interest, Suspend};
 use crate::io::{registry, Reactor, Waiter, WAKE_TOKEN};
@@ -32,6 +32,8 @@ use crate::time::Timers;
 
 /// Stacks a worker keeps for itself before handing them to the shared pool.
 const LOCAL_STACKS: usize = 256;
+/// Worker threads run the scheduler only (coroutines have stacks of their own).
+const WORKER_STACK: usize = 256 * 1024;
 /// How long a worker that ran something polls for more before it parks.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// Pooled stacks are trimmed (their deep pages given back) when this many are dirty, or
@@ -45,6 +47,7 @@ const IO_EVERY: u32 = 61;
 struct Tls {
     shared: *const Shared,
     local: *const Local,
+    remote: *const Remote,
 }
 
 thread_local! {
@@ -55,9 +58,10 @@ thread_local! {
 /// Pushes `job` on the current thread's worker queue if it is a worker of `shared`.
 pub(crate) fn push_local(shared: &Arc<Shared>, job: Job) -> Result<(), Job> {
     match WORKER.try_with(|w| w.get()).ok().flatten() {
-        Some(tls) if std::ptr::eq(tls.shared, Arc::as_ptr(shared)) => {
-            // SAFETY: `local` lives on this worker thread's stack for as long as `WORKER`
-            // is set, and is only used through shared references.
+        // SAFETY: `local` and `remote` live on this worker thread's stack (or in its `Arc`)
+        // for as long as `WORKER` is set, and are only used through shared references.
+        Some(tls) if std::ptr::eq(tls.shared, Arc::as_ptr(shared)) && unsafe { (*tls.remote).mode() } == ACTIVE => {
+            // SAFETY: as above.
             unsafe { (*tls.local).push(job) };
             Ok(())
         }
@@ -132,65 +136,70 @@ struct Worker {
     turns: u32,
     /// Reused buffer of the waiters an event woke.
     woken: Vec<Waiter>,
+    /// The generation new slots start at: above any a previous thread at this index used,
+    /// so that its stale wake-ups match nothing here.
+    gen_base: u32,
+    /// This worker's copy of `Remote::ticks`.
+    ticks: u64,
+    /// Seen `RETIRED` (and gave its queued jobs away) since it was last active.
+    retired: bool,
 }
 
-/// Starts the worker threads of `shared`.
-pub(crate) fn spawn_workers(
-    shared: &Arc<Shared>,
-    stack_size: usize,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let mut threads = Vec::with_capacity(shared.remotes.len());
-    for index in 0..shared.remotes.len() {
-        let epoll = sys::epoll_create()?;
-        let remote = shared.remotes[index].clone();
-        sys::epoll_add(epoll.0, remote.eventfd.0, libc::EPOLLIN as u32, WAKE_TOKEN)?;
-        let name = format!("{}-{index}", shared.config.thread_name);
-        let worker_shared = shared.clone();
-        let thread = std::thread::Builder::new().name(name).stack_size(stack_size).spawn(move || {
-            let shared = worker_shared;
-            let _altstack = overflow::ensure_altstack();
-            let local = Local::new(remote.clone());
-            let id = registry::register_worker(&shared, index);
-            let worker = Worker {
-                index,
-                shared,
-                remote,
-                local,
-                ready: Ready::new(),
-                slots: Vec::new(),
-                free_slots: Vec::new(),
-                live: 0,
-                timers: Timers::default(),
-                stacks: Vec::new(),
-                dirty_stacks: 0,
-                last_trim: Instant::now(),
-                ran_since_park: false,
-                yielded: false,
-                reactor: Reactor::new(epoll, id),
-                turns: 0,
-                woken: Vec::new(),
-            };
-            worker.run();
-            registry::unregister_worker(id);
-        });
-        match thread {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                // The workers started so far exit at once; the ones never started count as exited.
-                for _ in index..shared.remotes.len() {
-                    shared.worker_exited();
-                }
-                shared.set_state(ABANDON);
-                return Err(e);
-            }
+/// Starts the worker thread for index `index` of `shared`, in mode `ACTIVE`.
+pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> std::io::Result<()> {
+    let epoll = sys::epoll_create()?;
+    let remote = shared.remote(index).clone();
+    sys::epoll_add(epoll.0, remote.eventfd.0, libc::EPOLLIN as u32, WAKE_TOKEN)?;
+    remote.mode.store(ACTIVE, std::sync::atomic::Ordering::Release);
+    let name = format!("{}-{index}", shared.config.thread_name);
+    let worker_shared = shared.clone();
+    shared.worker_started();
+    let thread = std::thread::Builder::new().name(name).stack_size(WORKER_STACK).spawn(move || {
+        let shared = worker_shared;
+        let _altstack = overflow::ensure_altstack();
+        let leftover = remote.leftover.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (local, gen_base) = leftover.unwrap_or_else(|| (Local::new(remote.clone()), 0));
+        let id = registry::register_worker(&shared, index);
+        let worker = Worker {
+            index,
+            shared,
+            remote,
+            local,
+            ready: Ready::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            live: 0,
+            timers: Timers::default(),
+            stacks: Vec::new(),
+            dirty_stacks: 0,
+            last_trim: Instant::now(),
+            ran_since_park: false,
+            yielded: false,
+            reactor: Reactor::new(epoll, id),
+            turns: 0,
+            woken: Vec::new(),
+            gen_base,
+            ticks: 0,
+            retired: false,
+        };
+        worker.run();
+        registry::unregister_worker(id);
+    });
+    match thread {
+        Ok(t) => {
+            shared.threads.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+            Ok(())
+        }
+        Err(e) => {
+            shared.worker_exited();
+            Err(e)
         }
     }
-    Ok(threads)
 }
 
 impl Worker {
     fn run(mut self) {
-        let tls = Tls { shared: Arc::as_ptr(&self.shared), local: &self.local };
+        let tls = Tls { shared: Arc::as_ptr(&self.shared), local: &self.local, remote: Arc::as_ptr(&self.remote) };
         // SAFETY: `tls` outlives every use: `WORKER` is reset before this frame ends.
         let tls_ref: &'static Tls = unsafe { &*(&tls as *const Tls) };
         WORKER.with(|w| w.set(Some(tls_ref)));
@@ -209,6 +218,9 @@ impl Worker {
                     break;
                 }
             }
+            if self.remote.mode() == RETIRED && !self.retire() {
+                break;
+            }
             if self.run_next() {
                 continue;
             }
@@ -222,7 +234,51 @@ impl Worker {
         if self.shared.stacks.put_all(stacks) {
             self.shared.notify_all();
         }
+        let gen_base = self.slots.iter().map(|s| s.gen).max().map_or(self.gen_base, |g| g.wrapping_add(1));
+        let remote = self.remote.clone();
+        *remote.leftover.lock().unwrap_or_else(|e| e.into_inner()) = Some((self.local, gen_base));
+        remote.mode.store(EXITED, std::sync::atomic::Ordering::Release);
         self.shared.worker_exited();
+    }
+
+    /// A turn of a retired worker (see `monitor`): the first time, gives its queued jobs to
+    /// the others; once its last coroutine has ended, becomes a spare. False when the thread
+    /// should exit.
+    fn retire(&mut self) -> bool {
+        if !std::mem::replace(&mut self.retired, true) {
+            let mut gave = false;
+            while let Some(job) = self.local.pop_any() {
+                self.shared.inject.push(job);
+                gave = true;
+            }
+            if gave {
+                self.shared.notify_one();
+            }
+        }
+        if self.live > 0 {
+            return true;
+        }
+        self.remote.mode.store(SPARE, std::sync::atomic::Ordering::Release);
+        let until = Instant::now() + self.shared.config.keep_alive;
+        loop {
+            if self.shared.state() != RUNNING {
+                return false;
+            }
+            if self.remote.mode() == ACTIVE {
+                self.retired = false;
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                use std::sync::atomic::Ordering::{AcqRel, Acquire};
+                if self.remote.mode.compare_exchange(SPARE, EXITED, AcqRel, Acquire).is_ok() {
+                    return false;
+                }
+                continue; // made active at the last moment
+            }
+            self.poll_io(Some(left));
+            sys::eventfd_drain(self.remote.eventfd.0);
+        }
     }
 
     /// Mailbox, closed fds, timers and (now and then) IO: makes woken coroutines ready.
@@ -278,7 +334,9 @@ impl Worker {
 
     /// Whether new jobs may start: a stack can be had.
     fn can_start(&self) -> bool {
-        self.shared.state() == RUNNING && (!self.stacks.is_empty() || !self.shared.stacks.is_starved())
+        self.shared.state() == RUNNING
+            && self.remote.mode() == ACTIVE
+            && (!self.stacks.is_empty() || !self.shared.stacks.is_starved())
     }
 
     /// Runs one step of the most urgent work. False if there was none.
@@ -311,9 +369,9 @@ impl Worker {
         if !self.can_start() {
             return false;
         }
-        let n = self.shared.remotes.len();
+        let n = self.shared.spawned();
         for i in 1..n {
-            let victim = &self.shared.remotes[(self.index + i) % n];
+            let victim = self.shared.remote((self.index + i) % n);
             if let Some(job) = victim.steal.steal_into(&self.local) {
                 self.start(job);
                 return true;
@@ -355,7 +413,7 @@ impl Worker {
             Some(slot) => slot,
             None => {
                 self.slots.push(Slot {
-                    gen: 0,
+                    gen: self.gen_base,
                     park: 0,
                     state: SlotState::Free,
                     priority: 0,
@@ -396,6 +454,8 @@ impl Worker {
         s.state = SlotState::Running;
         let input = std::mem::take(&mut s.input);
         overflow::set_running_guard(s.guard);
+        self.ticks += 1; // odd: a coroutine runs (see `monitor`)
+        self.remote.ticks.store(self.ticks, std::sync::atomic::Ordering::Release);
         let result = match &s.scope {
             None => co.resume(input),
             Some(scope) => {
@@ -408,6 +468,8 @@ impl Worker {
                 result.expect("openco: a Scope must call `resume` (see `Scope::scoped`)")
             }
         };
+        self.ticks += 1;
+        self.remote.ticks.store(self.ticks, std::sync::atomic::Ordering::Release);
         overflow::set_running_guard((0, 0, 0));
         let s = &mut self.slots[slot as usize];
         match result {
@@ -486,8 +548,7 @@ impl Worker {
         if !self.remote.mailbox.is_empty() || !self.remote.closed.is_empty() || self.shared.state() != RUNNING {
             return true;
         }
-        self.can_start()
-            && (self.shared.inject.first().is_some() || self.shared.remotes.iter().any(|r| r.steal.has_work()))
+        self.can_start() && (self.shared.inject.first().is_some() || self.shared.remotes().any(|r| r.steal.has_work()))
     }
 
     /// Polls for new work for a short while before parking: a job often follows the one
@@ -545,6 +606,7 @@ impl Worker {
         if self.remote.parked.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.shared.idle.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
+        self.shared.wake_monitor();
         sys::eventfd_drain(self.remote.eventfd.0);
     }
 }
