@@ -40,6 +40,66 @@ pub use openco_runtime::{
     DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
 };
 
+mod macros;
+#[doc(hidden)]
+pub use macros::__private;
+pub use macros::{DEFAULT_RED_ZONE, DEFAULT_SEGMENT_SIZE};
+
+/// Each bad option is a compile error that points at it:
+///
+/// ```compile_fail
+/// #[openco::main(threads = 2)] // unknown option
+/// fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[openco::main(workers = "2")] // not an integer literal
+/// fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[openco::main(workers = 2.5)] // not an integer literal
+/// fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[openco::main(workers = 0)] // no worker
+/// fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[openco::main(workers = 2, workers = 3)] // given twice
+/// fn main() {}
+/// ```
+///
+/// ```compile_fail,E0080
+/// #[openco::main(stack_size = 4096)] // below openco::MIN_STACK_SIZE
+/// fn main() {}
+/// ```
+///
+/// The function checks apply to any function the attribute is put on (rustc has its own
+/// for `main`, so these use another name):
+///
+/// ```compile_fail
+/// #[openco::main]
+/// async fn run() {} // the body already runs in a coroutine
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[openco::main]
+/// fn run(_args: Vec<String>) {} // arguments
+/// # fn main() {}
+/// ```
+///
+/// The same item without a bad option compiles and runs:
+///
+/// ```
+/// #[openco::main(workers = 2, stack_size = 65536)]
+/// fn main() {}
+/// ```
+pub use openco_macros::main;
+
 /// The global runtime, started on first use with [`Builder::new`]'s defaults (which read
 /// `OPENCO_WORKERS` and `OPENCO_STACK_SIZE`).
 ///

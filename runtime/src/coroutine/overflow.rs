@@ -28,6 +28,12 @@ pub(crate) fn set_running_guard(guard: (usize, usize, usize)) {
     RUNNING_GUARD.with(|g| g.set(guard));
 }
 
+/// The guard last published on this thread by [`set_running_guard`] (zeros: none).
+#[inline]
+pub(crate) fn running_guard() -> (usize, usize, usize) {
+    RUNNING_GUARD.try_with(|g| g.get()).unwrap_or((0, 0, 0))
+}
+
 struct Previous {
     segv: libc::sigaction,
     bus: libc::sigaction,
