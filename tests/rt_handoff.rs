@@ -318,7 +318,6 @@ watched_test! {
     /// Fails today: the pair's coroutines are always ready in turn, a ready coroutine wins
     /// over a queued job, and the monitor sees no coroutine running past the slice, so the job
     /// waits until something else happens to trip the monitor (indefinitely in this test).
-    #[ignore = "runtime: coroutines that keep waking each other starve the jobs queued on their worker"]
     fn queued_job_behind_a_condvar_ping_pong(workers) {
         let rt = rt(workers);
         let ran = Arc::new(AtomicBool::new(false));

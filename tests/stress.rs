@@ -36,7 +36,6 @@ watched_test! {
     /// jobs, the short jobs) do not start for seconds, until some coroutine happens to run
     /// past the slice and the queue is handed off (see
     /// `rt_handoff::queued_job_behind_a_condvar_ping_pong`).
-    #[ignore = "runtime: a Condvar ping-pong pair starves the jobs queued on its worker (no handoff: neither coroutine runs past the slice)"]
     fn short_stress_run_with_condvar_pingpong(workers) {
         short_run(workers, true)
     }

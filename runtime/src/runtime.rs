@@ -194,6 +194,9 @@ impl Runtime {
 
     fn shutdown(&self, deadline: Option<Instant>) {
         let shared = &self.handle.shared;
+        if shared.state() == ABANDON {
+            return; // `shutdown_timeout` gave up already; `Drop` must not wait again
+        }
         shared.set_state(SHUTDOWN);
         shared.drain_inject();
         let on_own_worker = scheduler::current_worker_shared() == Some(Arc::as_ptr(shared));

@@ -65,6 +65,10 @@ pub(crate) struct Context {
     pub(crate) target: WakeTarget,
     /// Hooked calls left before the coroutine yields even though none had to wait.
     pub(crate) budget: Cell<u32>,
+    /// Returned from a wait in `thread::park` (see `hook::futex`): its next one returns at once.
+    pub(crate) parker_woken: Cell<bool>,
+    /// The re-check interval of its next `thread::park` wait, in ms (0: the first).
+    pub(crate) parker_recheck: Cell<u32>,
 }
 
 /// How many hooked calls that completed without waiting a coroutine makes before it yields
@@ -125,9 +129,13 @@ pub fn in_coroutine() -> bool {
 pub(crate) fn suspend(ctx: &Context, request: Suspend) -> Resume {
     let saved_errno = sys::errno();
     let ptr: *const Context = ctx;
+    // The worker publishes the coroutine's own stack guard when it resumes it; a coroutine
+    // suspended on a `maybe_grow` segment must get the segment's back.
+    let guard = overflow::running_guard();
     CURRENT.with(|c| c.set(std::ptr::null()));
     // SAFETY: `yielder` belongs to the coroutine running on this thread (we are in it).
     let resumed = unsafe { (*ctx.yielder).suspend(request) };
+    overflow::set_running_guard(guard);
     ctx.budget.set(BUDGET);
     CURRENT.with(|c| c.set(ptr));
     sys::set_errno(saved_errno);

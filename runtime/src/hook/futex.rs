@@ -16,19 +16,36 @@
 //!
 //! No lost wake-ups: the value check and the insertion happen under the table bucket's lock,
 //! and a waker takes the same lock after changing the value, as the kernel's hash buckets do.
-//! The value is compared by the kernel itself (a `FUTEX_WAIT` with a zero timeout), which
-//! also gives its `EFAULT`/`EINVAL` for bad addresses instead of a crash.
 //!
 //! Requeue and wake-op commands (not used by std or parking_lot) go to the kernel and wake
 //! every table waiter on the addresses they name (spuriously, which is allowed); PI futexes
 //! and `futex_waitv` go to the kernel as they are, blocking the thread.
+//!
+//! `thread::park` needs more. std parks a thread on a futex word kept per *thread*
+//! (`EMPTY` 0, `PARKED` -1, `NOTIFIED` 1), and the coroutines of a worker share their
+//! thread's word: two of them parked at once would drive it to -2, after which `unpark`
+//! no longer calls `FUTEX_WAKE` and a token can be taken by the wrong coroutine (std's
+//! `mpsc`, crossbeam-channel and many pools block this way). Each worker finds its word's
+//! address at start-up (`probe_parker`: a `park_timeout` whose futex call the hook records).
+//! Waits on that word get thread-park semantics with spurious returns, which std allows:
+//! - the word is kept at `PARKED` while any coroutine of the worker waits on it (normalised
+//!   by each waiter, and by the worker between two coroutines: `tend_parker`), so every
+//!   `unpark` wakes through this hook; such a wake reaches *all* the worker's parked
+//!   coroutines, and each re-checks its own condition (std's callers loop);
+//! - a coroutine woken whose token another took returns from `park` at once (spuriously);
+//! - a token set while nobody could see it is found by `tend_parker`, and a token lost in
+//!   the remaining races by the re-check, which returns from `park` spuriously.
+//!
+//! parking_lot keeps its per-thread wait state in a thread-local `ThreadData` that its
+//! queues link *before* the futex call: two coroutines of one worker contending at once
+//! share it, which no hook can mend (see the README's caveats).
 //!
 //! The runtime's own code enters the kernel through `sys::raw`, so none of its
 //! synchronisation passes here. Bucket locks spin (with `sched_yield`), never futex.
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +70,58 @@ const CMD_MASK: i32 = !(PRIVATE | CLOCK_REALTIME);
 const RECHECK_FIRST: Duration = Duration::from_millis(10);
 const RECHECK_MAX: Duration = Duration::from_secs(1);
 
+/// std's thread-parker states (library/std/src/sys/sync/thread_parking/futex.rs).
+const PARKED: i32 = -1;
+const NOTIFIED: i32 = 1;
+/// The longest re-check interval of a `thread::park` wait: a token lost in a race costs at
+/// most this long.
+const PARK_RECHECK_MAX_MS: u32 = 100;
+
+thread_local! {
+    /// This thread's std parker word, once `probe_parker` found it; 0 otherwise.
+    static PARKER: Cell<usize> = const { Cell::new(0) };
+    static PROBING: Cell<bool> = const { Cell::new(false) };
+    /// Coroutines of this thread waiting on `PARKER`.
+    static PARKER_WAITERS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Finds the address of the calling thread's std parker word: parks with a tiny timeout and
+/// records the address of the futex wait that std makes. Called by each worker at start.
+pub(crate) fn probe_parker() {
+    PROBING.with(|p| p.set(true));
+    for _ in 0..2 {
+        // The first may return at once on a pending token, without a futex call.
+        std::thread::park_timeout(Duration::from_nanos(1));
+        if PARKER.with(Cell::get) != 0 {
+            break;
+        }
+    }
+    PROBING.with(|p| p.set(false));
+}
+
+/// Called by the worker between two coroutines: while some of them wait in `thread::park`,
+/// keeps the parker word at `PARKED` (so the next `unpark` calls `FUTEX_WAKE`), and wakes
+/// them all if an `unpark` left a token that no wake announced.
+pub(crate) fn tend_parker() {
+    if PARKER_WAITERS.with(Cell::get) == 0 {
+        return;
+    }
+    let addr = PARKER.with(Cell::get);
+    // SAFETY: `addr` is this thread's parker word, found by `probe_parker`; it lives as long
+    // as the thread's `Thread` handle, that is, as long as the thread.
+    let word = unsafe { &*(addr as *const AtomicI32) };
+    let mut w = word.load(SeqCst);
+    while w != PARKED && w != NOTIFIED {
+        match word.compare_exchange(w, PARKED, SeqCst, SeqCst) {
+            Ok(_) => return,
+            Err(now) => w = now,
+        }
+    }
+    if w == NOTIFIED {
+        TABLE.wake(addr, u32::MAX, usize::MAX);
+    }
+}
+
 /// # Safety
 /// As libc's `syscall`: the arguments are those the kernel documents for `number`.
 #[no_mangle]
@@ -71,7 +140,10 @@ pub unsafe extern "C" fn syscall(
         return unsafe { raw::syscall(number, args) };
     }
     let op = a2 as i32;
-    match (op & CMD_MASK, coroutine::current()) {
+    // A panicking coroutine never suspends: the panic count is per thread, and another
+    // coroutine panicking meanwhile would abort the process (the panic hook takes a lock).
+    let ctx = coroutine::current().filter(|_| !std::thread::panicking());
+    match (op & CMD_MASK, ctx) {
         (WAIT | WAIT_BITSET, Some(ctx)) => {
             let bitset = if op & CMD_MASK == WAIT { u32::MAX } else { a6 as u32 };
             // SAFETY: the caller's futex arguments: `a4` is null or a valid `timespec`.
@@ -99,6 +171,11 @@ pub unsafe extern "C" fn syscall(
             TABLE.wake(a1 as usize, u32::MAX, usize::MAX);
             TABLE.wake(a5 as usize, u32::MAX, usize::MAX);
             ret
+        }
+        (WAIT | WAIT_BITSET, None) if PROBING.with(Cell::get) => {
+            PARKER.with(|p| p.set(a1 as usize));
+            // SAFETY: as above.
+            unsafe { raw::syscall(number, args) }
         }
         // SAFETY: as above (waits outside coroutines, PI futexes, unknown commands).
         _ => unsafe { raw::syscall(number, args) },
@@ -138,9 +215,13 @@ unsafe fn wait(
     };
     // A deadline too far to represent is no deadline.
     let deadline = deadline.flatten();
+    if expected as i32 == PARKED && addr == PARKER.with(Cell::get) {
+        return park(ctx, addr, deadline);
+    }
     let waiter = Waiter {
         addr,
         bitset,
+        broadcast: false,
         next: Cell::new(ptr::null()),
         prev: Cell::new(ptr::null()),
         woken: Cell::new(false),
@@ -158,7 +239,7 @@ unsafe fn wait(
             TABLE.count.fetch_add(1, SeqCst);
             fence(SeqCst);
             // The kernel compares the word (and validates the address) under our bucket lock.
-            let matches = value_matches(addr, op, expected);
+            let matches = value_matches(addr, expected);
             if matches != Ok(true) {
                 TABLE.count.fetch_sub(1, SeqCst);
             }
@@ -194,22 +275,91 @@ unsafe fn wait(
     }
 }
 
-/// Whether the futex word still holds `expected`, as the kernel sees it: a `FUTEX_WAIT` with
-/// a zero timeout returns `ETIMEDOUT` when it matched, `EAGAIN` when not, or the address's
-/// error.
-fn value_matches(addr: usize, op: i32, expected: u32) -> Result<bool, i32> {
-    let zero = timespec { tv_sec: 0, tv_nsec: 0 };
-    let args =
-        raw::args([addr, (WAIT | (op & PRIVATE)) as usize, expected as usize, &zero as *const timespec as usize]);
-    // SAFETY: a futex wait on the caller's address with a valid zero timeout; the kernel
-    // validates the address.
-    match unsafe { raw::syscall6(libc::SYS_futex, args) } {
-        0 => Ok(true), // woken by someone in the kernel meanwhile: treat as a match, re-checked later
-        e if e == -(libc::ETIMEDOUT as isize) => Ok(true),
-        e if e == -(libc::EAGAIN as isize) => Ok(false),
-        e if e == -(libc::EINTR as isize) => Ok(true),
-        e => Err(-e as i32),
+/// A coroutine's wait in `thread::park` / `park_timeout` (see the module docs). std calls it
+/// with the word at `PARKED` or below (another coroutine parked too) or at `EMPTY` (after a
+/// wake whose token another coroutine took), and takes `NOTIFIED` back to `EMPTY` after it.
+fn park(ctx: &Context, addr: usize, deadline: Option<Instant>) -> Result<(), i32> {
+    // SAFETY: `addr` is this thread's parker word (see `tend_parker`).
+    let word = unsafe { &*(addr as *const AtomicI32) };
+    if ctx.parker_woken.replace(false) {
+        // Woken last time, and std's loop is back: the token was another coroutine's take.
+        // Return from `park` now (spuriously) so that the caller re-checks its condition.
+        word.store(NOTIFIED, SeqCst);
+        return Err(libc::EAGAIN);
     }
+    let waiter = Waiter {
+        addr,
+        bitset: u32::MAX,
+        broadcast: true,
+        next: Cell::new(ptr::null()),
+        prev: Cell::new(ptr::null()),
+        woken: Cell::new(false),
+        shared: &ctx.shared,
+        target: ctx.target,
+    };
+    let bucket = TABLE.bucket(addr);
+    {
+        let guard = bucket.lock();
+        TABLE.count.fetch_add(1, SeqCst);
+        fence(SeqCst);
+        let mut w = word.load(SeqCst);
+        while w != PARKED {
+            if w == NOTIFIED {
+                TABLE.count.fetch_sub(1, SeqCst);
+                drop(guard);
+                coroutine::consume_budget(ctx);
+                return Err(libc::EAGAIN);
+            }
+            match word.compare_exchange(w, PARKED, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        guard.push(&waiter);
+    }
+    PARKER_WAITERS.with(|n| n.set(n.get() + 1));
+    let recheck_ms = ctx.parker_recheck.get().max(RECHECK_FIRST.as_millis() as u32);
+    let tick = Instant::now().checked_add(Duration::from_millis(recheck_ms.into()));
+    let wake_at = match (deadline, tick) {
+        (Some(d), Some(t)) => Some(d.min(t)),
+        (d, t) => d.or(t),
+    };
+    coroutine::suspend(ctx, Suspend::Park(wake_at));
+    PARKER_WAITERS.with(|n| n.set(n.get() - 1));
+    {
+        let guard = bucket.lock();
+        if waiter.woken.get() {
+            ctx.parker_woken.set(true);
+            ctx.parker_recheck.set(0);
+            return Ok(());
+        }
+        guard.remove(&waiter);
+    }
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(libc::ETIMEDOUT);
+    }
+    // A re-check: return from `park` spuriously (next time the wait lasts longer).
+    ctx.parker_woken.set(true);
+    ctx.parker_recheck.set((recheck_ms * 2).min(PARK_RECHECK_MAX_MS));
+    Ok(())
+}
+
+/// Whether the futex word still holds `expected`. Misaligned and null addresses get the
+/// kernel's `EINVAL`/`EFAULT`; any other address is read as the kernel would read it (an
+/// unmapped one faults, where the kernel would return `EFAULT`: only a caller that already
+/// broke the futex contract can tell). A plain load, not a zero-timeout `FUTEX_WAIT`: that
+/// one sleeps for the timer slack (~50 us) and can swallow a concurrent wake.
+fn value_matches(addr: usize, expected: u32) -> Result<bool, i32> {
+    if addr % 4 != 0 {
+        return Err(libc::EINVAL);
+    }
+    if addr == 0 {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: a futex word is an aligned `u32` the caller shares with its wakers; reading it
+    // atomically is what the kernel does.
+    let word = unsafe { &*(addr as *const std::sync::atomic::AtomicU32) };
+    Ok(word.load(SeqCst) == expected)
 }
 
 fn now(clock: libc::clockid_t) -> Duration {
@@ -224,6 +374,8 @@ fn now(clock: libc::clockid_t) -> Duration {
 struct Waiter {
     addr: usize,
     bitset: u32,
+    /// A `thread::park` wait: any wake of its address wakes all such waiters.
+    broadcast: bool,
     next: Cell<*const Waiter>,
     prev: Cell<*const Waiter>,
     /// Set by the waker that unlinked it.
@@ -259,6 +411,7 @@ impl Table {
             return 0;
         }
         let mut woken = 0;
+        let mut count = count;
         // Wake-ups are sent after the lock is released; a small batch keeps that allocation-free.
         let mut batch: [Option<(Arc<Shared>, WakeTarget)>; 16] = [const { None }; 16];
         loop {
@@ -273,6 +426,9 @@ impl Table {
                     cur = w.next.get();
                     if w.addr != addr || w.bitset & bitset == 0 {
                         continue;
+                    }
+                    if w.broadcast {
+                        count = usize::MAX;
                     }
                     guard.remove(w);
                     w.woken.set(true);

@@ -22,6 +22,8 @@ mod rw;
 mod sleep;
 mod wait;
 
+pub(crate) use futex::{probe_parker, tend_parker};
+
 /// Resolves the next definition of a libc function (libc's own), once.
 macro_rules! real {
     ($name:ident : fn($($arg:ty),*) -> $ret:ty) => {{

@@ -43,6 +43,8 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// A busy worker looks at its reactor every this many turns (tokio uses 61 too), so that IO
 /// readiness is not starved by a long run queue.
 const IO_EVERY: u32 = 61;
+/// A queued job of the most urgent level starts after at most this many resumes in a row.
+const JOB_EVERY: u32 = 61;
 
 struct Tls {
     shared: *const Shared,
@@ -143,6 +145,8 @@ struct Worker {
     ticks: u64,
     /// Seen `RETIRED` (and gave its queued jobs away) since it was last active.
     retired: bool,
+    /// Coroutines resumed since a job was last started.
+    resumes_in_row: u32,
 }
 
 /// Starts the worker thread for index `index` of `shared`, in mode `ACTIVE`.
@@ -157,6 +161,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> std::io::Result<()> {
     let thread = std::thread::Builder::new().name(name).stack_size(WORKER_STACK).spawn(move || {
         let shared = worker_shared;
         let _altstack = overflow::ensure_altstack();
+        crate::hook::probe_parker();
         let leftover = remote.leftover.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (local, gen_base) = leftover.unwrap_or_else(|| (Local::new(remote.clone()), 0));
         let id = registry::register_worker(&shared, index);
@@ -181,6 +186,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> std::io::Result<()> {
             gen_base,
             ticks: 0,
             retired: false,
+            resumes_in_row: 0,
         };
         worker.run();
         registry::unregister_worker(id);
@@ -221,6 +227,7 @@ impl Worker {
             if self.remote.mode() == RETIRED && !self.retire() {
                 break;
             }
+            crate::hook::tend_parker();
             if self.run_next() {
                 continue;
             }
@@ -346,13 +353,20 @@ impl Worker {
             if self.can_start() { (self.local.first(), self.shared.inject.first()) } else { (None, None) };
         let best = [ready, local, inject].into_iter().flatten().min();
         let Some(best) = best else { return false };
-        // After a yield, a queued job of the same priority goes first: a coroutine yielding
-        // in a loop must not keep new jobs from ever starting.
-        let job_first = std::mem::take(&mut self.yielded) && (local == Some(best) || inject == Some(best));
+        // After a yield, or after a long run of resumes, a queued job of the same priority
+        // goes first: coroutines yielding in a loop, or waking each other (a Condvar
+        // ping-pong), must not keep new jobs from ever starting.
+        let yielded = std::mem::take(&mut self.yielded);
+        let job_waiting = local == Some(best) || inject == Some(best);
+        let job_first = job_waiting && (yielded || self.resumes_in_row >= JOB_EVERY);
         if ready == Some(best) && !job_first {
+            self.resumes_in_row = self.resumes_in_row.saturating_add(1);
             let slot = self.ready.pop(best).expect("ready level is not empty");
             self.resume(slot);
-        } else if local == Some(best) {
+            return true;
+        }
+        self.resumes_in_row = 0;
+        if local == Some(best) {
             if let Some(job) = self.local.pop(best) {
                 self.start(job);
             }
@@ -434,7 +448,14 @@ impl Worker {
         let shared = self.shared.clone();
         let runnable = job.runnable().clone();
         let co = Co::with_stack(stack, move |yielder, _: i32| {
-            let ctx = Context { yielder, shared, target, budget: std::cell::Cell::new(coroutine::BUDGET) };
+            let ctx = Context {
+                yielder,
+                shared,
+                target,
+                budget: std::cell::Cell::new(coroutine::BUDGET),
+                parker_woken: std::cell::Cell::new(false),
+                parker_recheck: std::cell::Cell::new(0),
+            };
             coroutine::enter(&ctx, || runnable.run());
         });
         s.state = SlotState::Running;
