@@ -15,6 +15,9 @@
 //! first). When nothing is runnable and nothing can be stolen, it parks in `epoll_wait` with
 //! the next timer as timeout; other threads wake it through its eventfd.
 //!
+//! A monitor thread (`monitor`) hands the queued and new jobs of a worker whose coroutine
+//! runs past the time slice to another thread; started coroutines never move.
+//!
 //! Parking protocol (no lost wake-ups): the worker sets `parked` and bumps `idle` (SeqCst),
 //! re-checks every queue it could take work from, then waits. A submitter pushes, then
 //! (SeqCst) looks for a worker whose `parked` it can swap to false, and signals its eventfd.
