@@ -295,6 +295,12 @@ sync_test! {
 
 sync_test! {
     /// Same as `std_mutex_held_across_a_sleep` with a `parking_lot::Mutex` (only B parks).
+    ///
+    /// Deadlocks by design on a shared worker: parking_lot waits on a futex word in the
+    /// thread's TLS, which openco lets block the thread (two coroutines waiting there at once
+    /// would corrupt parking_lot's queues, which tokio's internal locks hit under load), so
+    /// the holder, suspended on that thread, never runs again. README caveat.
+    #[ignore = "parking_lot waits block the worker thread: a parking_lot lock must not be held across a blocking call"]
     fn parking_lot_mutex_held_across_a_sleep(cfg) {
         let rt = cfg.rt();
         let m = Arc::new(parking_lot::Mutex::new(0u32));

@@ -107,6 +107,11 @@ pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
 #[inline]
 pub(crate) fn current() -> Option<&'static Context> {
     let ptr = CURRENT.try_with(|c| c.get()).unwrap_or(std::ptr::null());
+    // A panicking coroutine is treated as plain code: it must not suspend, because the panic
+    // count is per thread and a second coroutine panicking meanwhile would abort the process.
+    if ptr.is_null() || std::thread::panicking() {
+        return None;
+    }
     // SAFETY: a non-null `CURRENT` points at the `Context` on the stack of the coroutine that
     // is running right now (invariant 1); the reference is used before it suspends.
     unsafe { ptr.as_ref() }

@@ -37,8 +37,9 @@
 //!   the remaining races by the re-check, which returns from `park` spuriously.
 //!
 //! parking_lot keeps its per-thread wait state in a thread-local `ThreadData` that its
-//! queues link *before* the futex call: two coroutines of one worker contending at once
-//! share it, which no hook can mend (see the README's caveats).
+//! queues link *before* the futex call: two coroutines of one worker waiting at once would
+//! share it and corrupt the queue (tokio's internal locks hit this under load). So waits on
+//! a futex word in the thread's TLS block the thread, as without openco (`in_thread_tls`).
 //!
 //! The runtime's own code enters the kernel through `sys::raw`, so none of its
 //! synchronisation passes here. Bucket locks spin (with `sched_yield`), never futex.
@@ -140,9 +141,11 @@ pub unsafe extern "C" fn syscall(
         return unsafe { raw::syscall(number, args) };
     }
     let op = a2 as i32;
-    // A panicking coroutine never suspends: the panic count is per thread, and another
-    // coroutine panicking meanwhile would abort the process (the panic hook takes a lock).
-    let ctx = coroutine::current().filter(|_| !std::thread::panicking());
+    // A futex word in this thread's static TLS (parking_lot's per-thread `ThreadData`) is
+    // shared by the worker's coroutines, and parking_lot links it into its queues before
+    // waiting: a second coroutine waiting there at once would corrupt them. Such waits
+    // block the thread, so at most one coroutine of a worker is ever inside one.
+    let ctx = coroutine::current().filter(|_| !in_thread_tls(a1 as usize));
     match (op & CMD_MASK, ctx) {
         (WAIT | WAIT_BITSET, Some(ctx)) => {
             let bitset = if op & CMD_MASK == WAIT { u32::MAX } else { a6 as u32 };
@@ -272,6 +275,30 @@ unsafe fn wait(
             return Err(libc::ETIMEDOUT);
         }
         recheck = (recheck * 2).min(RECHECK_MAX);
+    }
+}
+
+/// Whether `addr` lies in the calling thread's static TLS block (or right beside it), found
+/// from the thread pointer: glibc puts the static TLS below it on x86_64 and above it on
+/// aarch64. The window is generous: next to it lies only the worker thread's own stack,
+/// where the scheduler keeps no futex word.
+fn in_thread_tls(addr: usize) -> bool {
+    const WINDOW: usize = 512 * 1024;
+    let tp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads the TCB's self pointer at fs:0, which glibc sets for every thread.
+    unsafe {
+        core::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads the thread pointer register; no memory is touched.
+    unsafe {
+        core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags));
+    }
+    if cfg!(target_arch = "x86_64") {
+        addr < tp.saturating_add(4096) && addr >= tp.saturating_sub(WINDOW)
+    } else {
+        addr >= tp.saturating_sub(4096) && addr < tp.saturating_add(WINDOW)
     }
 }
 
