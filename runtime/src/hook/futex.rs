@@ -311,8 +311,9 @@ fn park(ctx: &Context, addr: usize, deadline: Option<Instant>) -> Result<(), i32
     if ctx.parker_woken.replace(false) {
         // Woken last time, and std's loop is back: the token was another coroutine's take.
         // Return from `park` now (spuriously) so that the caller re-checks its condition.
+        // Reported as a wake (0), not as the kernel's EAGAIN: errno stays the caller's.
         word.store(NOTIFIED, SeqCst);
-        return Err(libc::EAGAIN);
+        return Ok(());
     }
     let waiter = Waiter {
         addr,
