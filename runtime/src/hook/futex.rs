@@ -221,16 +221,7 @@ unsafe fn wait(
     if expected as i32 == PARKED && addr == PARKER.with(Cell::get) {
         return park(ctx, addr, deadline);
     }
-    let waiter = Waiter {
-        addr,
-        bitset,
-        broadcast: false,
-        next: Cell::new(ptr::null()),
-        prev: Cell::new(ptr::null()),
-        woken: Cell::new(false),
-        shared: &ctx.shared,
-        target: ctx.target,
-    };
+    let waiter = Waiter::new(ctx, addr, bitset, false);
     let bucket = TABLE.bucket(addr);
     let mut recheck = RECHECK_FIRST;
     let mut first = true;
@@ -259,11 +250,7 @@ unsafe fn wait(
         }
         first = false;
         let tick = Instant::now().checked_add(recheck);
-        let wake_at = match (deadline, tick) {
-            (Some(d), Some(t)) => Some(d.min(t)),
-            (d, t) => d.or(t),
-        };
-        coroutine::suspend(ctx, Suspend::Park(wake_at));
+        coroutine::suspend(ctx, Suspend::Park(earliest(deadline, tick)));
         {
             let guard = bucket.lock();
             if waiter.woken.get() {
@@ -315,16 +302,7 @@ fn park(ctx: &Context, addr: usize, deadline: Option<Instant>) -> Result<(), i32
         word.store(NOTIFIED, SeqCst);
         return Ok(());
     }
-    let waiter = Waiter {
-        addr,
-        bitset: u32::MAX,
-        broadcast: true,
-        next: Cell::new(ptr::null()),
-        prev: Cell::new(ptr::null()),
-        woken: Cell::new(false),
-        shared: &ctx.shared,
-        target: ctx.target,
-    };
+    let waiter = Waiter::new(ctx, addr, u32::MAX, true);
     let bucket = TABLE.bucket(addr);
     {
         let guard = bucket.lock();
@@ -348,10 +326,7 @@ fn park(ctx: &Context, addr: usize, deadline: Option<Instant>) -> Result<(), i32
     PARKER_WAITERS.with(|n| n.set(n.get() + 1));
     let recheck_ms = ctx.parker_recheck.get().max(RECHECK_FIRST.as_millis() as u32);
     let tick = Instant::now().checked_add(Duration::from_millis(recheck_ms.into()));
-    let wake_at = match (deadline, tick) {
-        (Some(d), Some(t)) => Some(d.min(t)),
-        (d, t) => d.or(t),
-    };
+    let wake_at = earliest(deadline, tick);
     coroutine::suspend(ctx, Suspend::Park(wake_at));
     PARKER_WAITERS.with(|n| n.set(n.get() - 1));
     {
@@ -397,6 +372,14 @@ fn now(clock: libc::clockid_t) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The earlier of two optional instants (`None`: never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A suspended coroutine in the table. Lives on the coroutine's stack; linked only while the
 /// coroutine is suspended in `wait`, and only touched under its bucket's lock.
 struct Waiter {
@@ -410,6 +393,21 @@ struct Waiter {
     woken: Cell<bool>,
     shared: *const Arc<Shared>,
     target: WakeTarget,
+}
+
+impl Waiter {
+    fn new(ctx: &Context, addr: usize, bitset: u32, broadcast: bool) -> Waiter {
+        Waiter {
+            addr,
+            bitset,
+            broadcast,
+            next: Cell::new(ptr::null()),
+            prev: Cell::new(ptr::null()),
+            woken: Cell::new(false),
+            shared: &ctx.shared,
+            target: ctx.target,
+        }
+    }
 }
 
 const BUCKETS: usize = 256;
