@@ -36,8 +36,8 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 pub use openco_runtime::{
-    in_coroutine, maybe_grow, yield_now, Builder, Handle, JoinError, JoinHandle, Priority, Runtime, Scope,
-    DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
+    in_coroutine, io_uring_available, maybe_grow, yield_now, Builder, Handle, JoinError, JoinHandle, Priority, Runtime,
+    Scope, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
 };
 
 mod macros;

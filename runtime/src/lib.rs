@@ -8,6 +8,7 @@
 //! - `scheduler`: workers, priority run queues, stealing, parking;
 //! - `time`: per-worker timers;
 //! - `task`: jobs, [`JoinHandle`] and [`JoinError`];
+//! - `io`: the per-worker reactor (epoll) and io_uring ring;
 //! - `hook`: the interposed libc functions, one file per family;
 //! - `runtime`: [`Builder`], [`Runtime`], [`Handle`].
 //!
@@ -43,6 +44,9 @@ mod time;
 
 pub use coroutine::grow::maybe_grow;
 pub use coroutine::{block_on_until, in_coroutine, park, waker, yield_now};
+#[doc(hidden)]
+pub use io::uring::file_io_counts;
+pub use io::uring::io_uring_available;
 pub use runtime::{
     Builder, Handle, Runtime, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
 };

@@ -137,14 +137,14 @@ impl<T> Call<T> {
     }
 }
 
-/// Armed while a helper may still use the caller's closure: unwinding past it would free
+/// Armed while a helper (or an io_uring operation) may still use the caller's memory: unwinding past it would free
 /// memory the helper borrows, so it aborts instead (it cannot happen, by invariant 3 of
 /// `coroutine`; this makes sure).
-struct AbortOnUnwind;
+pub(crate) struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
-        let msg = b"openco: a coroutine was unwound while a helper thread used its stack\n";
+        let msg = b"openco: a coroutine was unwound while a helper thread or the kernel used its stack\n";
         // SAFETY: write(2) of a valid buffer, then abort(3); raw, so no hook runs.
         unsafe {
             crate::sys::syscall!(libc::SYS_write, 2, msg.as_ptr(), msg.len());

@@ -47,6 +47,7 @@ pub struct Builder {
     max_coroutines: Option<usize>,
     time_slice: Option<Option<Duration>>,
     max_threads: Option<usize>,
+    io_uring: Option<bool>,
 }
 
 impl Builder {
@@ -104,6 +105,22 @@ impl Builder {
         self
     }
 
+    /// Whether file calls made inside coroutines (`read` of a regular file, `open`, `fsync`,
+    /// `stat`...) go to an io_uring ring of the worker; default true (`OPENCO_IO_URING`).
+    /// Where the kernel refuses io_uring, and with `false`, they run on a few helper threads
+    /// while the coroutine is suspended. Either way no file call blocks a worker.
+    ///
+    /// ```
+    /// let rt = openco_runtime::Builder::new().workers(1).io_uring(false).build()?;
+    /// let text = rt.blocking(|| std::fs::read_to_string("Cargo.toml")).join().unwrap()?;
+    /// assert!(text.contains("[package]"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn io_uring(&mut self, enabled: bool) -> &mut Builder {
+        self.io_uring = Some(enabled);
+        self
+    }
+
     /// Starts the runtime's worker threads.
     pub fn build(&self) -> io::Result<Runtime> {
         let env = crate::env::read()?;
@@ -139,6 +156,7 @@ impl Builder {
             time_slice,
             max_threads,
             keep_alive: KEEP_ALIVE,
+            io_uring: self.io_uring.or(env.io_uring).unwrap_or(true),
         };
         let shared = Arc::new(Shared::new(config, StackPool::new(stack_size, self.max_coroutines))?);
         scheduler::start(&shared)?;

@@ -162,6 +162,11 @@ pub fn errno_name(err: c_int) -> String {
         libc::ESPIPE => "ESPIPE",
         libc::ENOTTY => "ENOTTY",
         libc::EMSGSIZE => "EMSGSIZE",
+        libc::ENOENT => "ENOENT",
+        libc::EEXIST => "EEXIST",
+        libc::EISDIR => "EISDIR",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::ENOTEMPTY => "ENOTEMPTY",
         _ => return err.to_string(),
     };
     name.to_owned()

@@ -42,6 +42,9 @@ pub(crate) enum Suspend {
     /// closed (see `io`). The list (and `call`, null for multi-fd waits) lives on the
     /// suspended coroutine's stack.
     Io { interests: *const Interest, len: usize, deadline: Option<Instant>, call: *mut crate::io::CallState },
+    /// Queue the entry on the worker's io_uring ring and resume when `op` completes (see
+    /// `io::uring`). Both live on the suspended coroutine's stack.
+    Uring { entry: *const io_uring::squeue::Entry, op: *const crate::io::uring::Op },
 }
 
 /// One fd and the `EPOLL*` events a suspended coroutine waits for on it.

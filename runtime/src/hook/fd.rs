@@ -1,7 +1,8 @@
 //! fd lifetime and flags: `close`, `dup2`, `dup3`, `fcntl`, `ioctl`.
 //!
 //! These run the same on every thread, in a coroutine or not:
-//! - `close` (and `dup2`/`dup3`, which close their target) makes the real call, then wakes
+//! - `close` (and `dup2`/`dup3`, which close their target) makes the real call (on
+//!   io_uring for a regular file in a coroutine: see `hook::file`), then wakes
 //!   the coroutines of any worker waiting on that fd (epoll never reports a close; see
 //!   `io::registry`). They retry their call and get libc's answer for a closed fd, `EBADF`.
 //!   The check costs one load when nobody waits.
@@ -31,7 +32,8 @@ fn after_close(fd: c_int) {
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     let real = real!(close: fn(c_int) -> c_int);
     // SAFETY: the caller's argument, passed on as it is.
-    let ret = unsafe { real(fd) };
+    let plain = move || unsafe { real(fd) };
+    let ret = super::file::close_file(fd, plain).unwrap_or_else(|plain| plain());
     after_close(fd);
     ret
 }

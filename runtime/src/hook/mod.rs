@@ -15,6 +15,7 @@
 
 mod dns;
 mod fd;
+mod file;
 mod futex;
 mod net;
 mod poll;

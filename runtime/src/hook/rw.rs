@@ -7,53 +7,26 @@
 //! for readiness. Files whose driver does not support `RWF_NOWAIT` (ttys, some character
 //! devices) are polled first and then read or written with the plain call.
 //!
-//! Passed to libc unchanged: zero-length `read`/`write` (they never block, and the kernel's
-//! `read`/`write` check the count where `preadv2` returns 0 first: an eventfd gives
-//! `EINVAL`), fds the user made non-blocking, regular files, directories and
-//! block devices (they never wait for readiness; io_uring will serve them), and fds 0, 1
-//! and 2: `println!` holds stdout's thread-keyed re-entrant lock around its write, and a
+//! Regular files, directories and block devices never wait for readiness: they go to
+//! `hook::file` (io_uring, or a helper thread). Passed to libc unchanged: zero-length
+//! `read`/`write` (they never block, and the kernel's `read`/`write` check the count where
+//! `preadv2` returns 0 first: an eventfd gives `EINVAL`), fds the user made non-blocking,
+//! and fds 0, 1 and 2: `println!` holds stdout's thread-keyed re-entrant lock around its write, and a
 //! second coroutine of the same worker printing while the first is suspended there would
 //! re-enter the lock's `RefCell`; stdin's reads hold a `Mutex` the same way.
 //!
-//! Telling the kinds apart costs one `fcntl(F_GETFL)`, which also gives the user's
-//! `O_NONBLOCK`: fds made by `socket`, `pipe`, `eventfd` and the like are anonymous inodes,
-//! which the kernel never marks `O_LARGEFILE`; every fd opened by path is marked (64-bit
-//! kernels force the flag), and only those need an `fstat`.
+//! Telling the kinds apart ([`file::kind`]) costs one `fcntl(F_GETFL)`, and an `fstat` for
+//! fds opened by path.
 
 use libc::{c_int, c_void, iovec, size_t, ssize_t};
 
+use super::file::{self, kind, Kind};
 use super::real;
 use super::wait::{ready_now, Call};
 use crate::coroutine::{self, Context};
-use crate::io::flags;
 use crate::sys;
 
 const RWF_NOWAIT: c_int = 0x8;
-
-/// The kernel's `O_LARGEFILE` as `F_GETFL` reports it (libc's constant is 0 on 64-bit
-/// targets, where the flag is implied for user space).
-#[cfg(target_arch = "x86_64")]
-const KERNEL_O_LARGEFILE: c_int = 0o100000;
-#[cfg(target_arch = "aarch64")]
-const KERNEL_O_LARGEFILE: c_int = 0o400000;
-
-/// Whether a blocking call on `fd` can wait for readiness (see the module docs).
-fn can_wait(fd: c_int) -> bool {
-    let Ok(fl) = flags::user_flags(fd) else { return false };
-    if fl & (libc::O_NONBLOCK | libc::O_PATH) != 0 {
-        return false;
-    }
-    if fl & KERNEL_O_LARGEFILE == 0 {
-        return true;
-    }
-    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid out-parameter.
-    if unsafe { crate::sys::syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
-        return false;
-    }
-    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK)
-}
 
 /// One attempt at a non-blocking read or write, falling back to "poll, then the plain call"
 /// for files without `RWF_NOWAIT` support.
@@ -109,14 +82,19 @@ fn read_in(ctx: &Context, fd: c_int, iov: *const iovec, iovcnt: c_int, plain: im
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     let real = real!(read: fn(c_int, *mut c_void, size_t) -> ssize_t);
+    // SAFETY: the caller's arguments, passed on as they are.
+    let plain = move || unsafe { real(fd, buf, count) };
     match coroutine::current() {
-        Some(ctx) if count > 0 && fd > 2 && can_wait(fd) => {
-            let iov = iovec { iov_base: buf, iov_len: count };
+        Some(ctx) if count > 0 && fd > 2 => match kind(fd) {
+            Kind::Waitable => {
+                let iov = iovec { iov_base: buf, iov_len: count };
+                read_in(ctx, fd, &iov, 1, plain)
+            }
             // SAFETY: the caller's arguments.
-            read_in(ctx, fd, &iov, 1, || unsafe { real(fd, buf, count) })
-        }
-        // SAFETY: the caller's arguments, passed on as they are.
-        _ => unsafe { real(fd, buf, count) },
+            Kind::File => unsafe { file::read_at(ctx, fd, buf, count, -1, plain) },
+            Kind::Plain => plain(),
+        },
+        _ => plain(),
     }
 }
 
@@ -125,11 +103,16 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
     let real = real!(readv: fn(c_int, *const iovec, c_int) -> ssize_t);
+    // SAFETY: the caller's arguments, passed on as they are.
+    let plain = move || unsafe { real(fd, iov, iovcnt) };
     match coroutine::current() {
-        // SAFETY: the caller's arguments.
-        Some(ctx) if fd > 2 && can_wait(fd) => read_in(ctx, fd, iov, iovcnt, || unsafe { real(fd, iov, iovcnt) }),
-        // SAFETY: the caller's arguments, passed on as they are.
-        _ => unsafe { real(fd, iov, iovcnt) },
+        Some(ctx) if fd > 2 => match kind(fd) {
+            Kind::Waitable => read_in(ctx, fd, iov, iovcnt, plain),
+            // SAFETY: the caller's arguments.
+            Kind::File => unsafe { file::readv_at(ctx, fd, iov, iovcnt, -1, plain) },
+            Kind::Plain => plain(),
+        },
+        _ => plain(),
     }
 }
 
@@ -138,10 +121,16 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
     let real = real!(write: fn(c_int, *const c_void, size_t) -> ssize_t);
+    // SAFETY: the caller's arguments, passed on as they are.
+    let plain = move || unsafe { real(fd, buf, count) };
     let ctx = match coroutine::current() {
-        Some(ctx) if count > 0 && fd > 2 && can_wait(fd) => ctx,
-        // SAFETY: the caller's arguments, passed on as they are.
-        _ => return unsafe { real(fd, buf, count) },
+        Some(ctx) if count > 0 && fd > 2 => match kind(fd) {
+            Kind::Waitable => ctx,
+            // SAFETY: the caller's arguments.
+            Kind::File => return unsafe { file::write_at(ctx, fd, buf, count, -1, plain) },
+            Kind::Plain => return plain(),
+        },
+        _ => return plain(),
     };
     let mut attempt = Attempt::new(fd, libc::POLLOUT);
     Call::write(fd).run_write_all(
@@ -161,10 +150,16 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
     let real = real!(writev: fn(c_int, *const iovec, c_int) -> ssize_t);
+    // SAFETY: the caller's arguments, passed on as they are.
+    let plain = move || unsafe { real(fd, iov, iovcnt) };
     let ctx = match coroutine::current() {
-        Some(ctx) if fd > 2 && can_wait(fd) => ctx,
-        // SAFETY: the caller's arguments, passed on as they are.
-        _ => return unsafe { real(fd, iov, iovcnt) },
+        Some(ctx) if fd > 2 => match kind(fd) {
+            Kind::Waitable => ctx,
+            // SAFETY: the caller's arguments.
+            Kind::File => return unsafe { file::writev_at(ctx, fd, iov, iovcnt, -1, plain) },
+            Kind::Plain => return plain(),
+        },
+        _ => return plain(),
     };
     let mut attempt = Attempt::new(fd, libc::POLLOUT);
     let mut rest = Vec::new();

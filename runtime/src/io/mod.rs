@@ -25,6 +25,7 @@
 
 pub(crate) mod flags;
 pub(crate) mod registry;
+pub(crate) mod uring;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

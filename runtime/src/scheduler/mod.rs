@@ -54,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) max_threads: usize,
     /// How long a spare thread waits to be reused before it exits.
     pub(crate) keep_alive: Duration,
+    /// File calls inside coroutines may use io_uring (else they go to helper threads).
+    pub(crate) io_uring: bool,
 }
 
 /// What a worker thread does (`Remote::mode`); see `monitor`.

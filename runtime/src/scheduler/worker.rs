@@ -25,6 +25,7 @@ use super::queue::{Local, Ready};
 use super::{Remote, Shared, WakeTarget, ACTIVE, EXITED, RETIRED, RUNNING, SHUTDOWN, SPARE};
 use crate::coroutine::stack::Stack;
 use crate::coroutine::{self, overflow, Co, Context, Interest, Suspend};
+use crate::io::uring::{Op, Ring};
 use crate::io::{registry, Reactor, Waiter, WAKE_TOKEN};
 use crate::sys;
 use crate::task::{Job, Runnable, Scope};
@@ -45,6 +46,9 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const IO_EVERY: u32 = 61;
 /// A queued job of the most urgent level starts after at most this many resumes in a row.
 const JOB_EVERY: u32 = 61;
+/// io_uring entries are submitted in one system call once nothing is ready to run, or after
+/// this many turns at most.
+const RING_BATCH_TURNS: u32 = 4;
 
 struct Tls {
     shared: *const Shared,
@@ -147,6 +151,12 @@ struct Worker {
     retired: bool,
     /// Coroutines resumed since a job was last started.
     resumes_in_row: u32,
+    /// The io_uring ring for file calls, made on the first one (see `io::uring`).
+    ring: Option<Ring>,
+    /// A ring was asked for (and `ring` is what came of it).
+    ring_tried: bool,
+    /// Turns since the ring got an entry that is not yet submitted.
+    unsubmitted_turns: u32,
 }
 
 /// Starts the worker thread for index `index` of `shared`, in mode `ACTIVE`.
@@ -187,6 +197,9 @@ pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> std::io::Result<()> {
             ticks: 0,
             retired: false,
             resumes_in_row: 0,
+            ring: None,
+            ring_tried: false,
+            unsubmitted_turns: 0,
         };
         worker.run();
         registry::unregister_worker(id);
@@ -299,6 +312,7 @@ impl Worker {
             self.reactor.closed(fd, &|w| is_parked(slots, w), &mut |w| woken.push(w));
             self.wake_all(&mut woken);
         }
+        self.tend_ring(false);
         self.turns += 1;
         if self.turns >= IO_EVERY && self.reactor.has_waiters() {
             self.poll_io(Some(std::time::Duration::ZERO));
@@ -315,6 +329,39 @@ impl Worker {
             let s = &slots[e.slot as usize];
             s.gen == e.gen && s.park == e.park && s.state == SlotState::Parked
         });
+    }
+
+    /// Submits the ring's queued entries (batched: when many wait, after a few turns, or
+    /// `now`) and makes the coroutines whose operations completed ready.
+    fn tend_ring(&mut self, now: bool) {
+        let Some(ring) = &mut self.ring else { return };
+        if ring.has_unsubmitted() {
+            self.unsubmitted_turns += 1;
+            if now || self.unsubmitted_turns >= RING_BATCH_TURNS || self.ready.first().is_none() {
+                ring.submit();
+                self.unsubmitted_turns = 0;
+            }
+        }
+        let (slots, ready) = (&mut self.slots, &mut self.ready);
+        ring.reap(|user_data, res| {
+            // SAFETY: `user_data` is the `Op` of a coroutine suspended in `uring::run`, which
+            // stays there, its stack alive, until this completion is recorded (invariant 1 of
+            // `io::uring`).
+            let op = unsafe { &*(user_data as *const Op) };
+            let (slot, gen) = op.complete(res);
+            make_ready(slots, ready, slot, gen, None);
+        });
+    }
+
+    /// The ring, made on first use; `None` if this runtime or the kernel has none.
+    fn ring(&mut self) -> Option<&mut Ring> {
+        if !self.ring_tried {
+            self.ring_tried = true;
+            if self.shared.config.io_uring {
+                self.ring = Ring::new(self.remote.eventfd.0);
+            }
+        }
+        self.ring.as_mut()
     }
 
     fn wake_all(&mut self, woken: &mut Vec<Waiter>) {
@@ -527,6 +574,24 @@ impl Worker {
                     }
                 }
             }
+            corosensei::CoroutineResult::Yield(Suspend::Uring { entry, op }) => {
+                s.co = Some(co);
+                s.state = SlotState::Parked;
+                let gen = s.gen;
+                // SAFETY: both live on the stack of the coroutine, suspended in `uring::run`
+                // until the operation completes (invariant 1 of `io::uring`).
+                let (entry, op) = unsafe { ((*entry).clone(), &*op) };
+                op.slot.set(slot);
+                op.gen.set(gen);
+                match self.ring() {
+                    // SAFETY: as above: the entry's memory outlives its completion.
+                    Some(ring) => unsafe { ring.push(entry.user_data(op as *const Op as u64)) },
+                    None => {
+                        op.complete(crate::io::uring::NO_RING);
+                        make_ready(&mut self.slots, &mut self.ready, slot, gen, None);
+                    }
+                }
+            }
             corosensei::CoroutineResult::Yield(Suspend::Yield) => {
                 s.co = Some(co);
                 s.state = SlotState::Ready;
@@ -569,6 +634,9 @@ impl Worker {
         if !self.remote.mailbox.is_empty() || !self.remote.closed.is_empty() || self.shared.state() != RUNNING {
             return true;
         }
+        if self.ring.as_ref().is_some_and(|r| r.has_unsubmitted() || r.has_completions()) {
+            return true;
+        }
         self.can_start() && (self.shared.inject.first().is_some() || self.shared.remotes().any(|r| r.steal.has_work()))
     }
 
@@ -598,6 +666,7 @@ impl Worker {
     }
 
     fn park(&mut self) {
+        self.tend_ring(true);
         if self.spin() {
             return;
         }

@@ -1,0 +1,166 @@
+//! File calls inside a coroutine: on the worker's io_uring ring, else on a helper thread.
+//!
+//! A regular file, a directory or a block device is always "ready" to epoll, yet reading it
+//! may wait for the disk, and `open`, `fsync`, `unlink` or `stat` may wait for the disk or
+//! the network behind a path. Inside a coroutine these calls never run on the worker
+//! thread. Each hook builds the io_uring entry that does the same thing as the libc call
+//! and suspends until its completion (`io::uring`); where the ring cannot take it (no ring
+//! on this kernel, the opcode is missing, `OPENCO_IO_URING=0`), the libc call itself runs on
+//! the `offload` pool while the coroutine parks. Either way the result and `errno` are
+//! libc's: io_uring reports `-errno`, which becomes -1 with `errno` set, and a success
+//! leaves `errno` as the caller had it. Outside a coroutine every hook is libc's function.
+//!
+//! What goes where:
+//! - `read`/`write`/`readv`/`writev` (in `hook::rw`) and `pread`/`pwrite`/`preadv`/`pwritev`
+//!   (here) come here for fds that [`kind`] calls [`Kind::File`]; sockets, pipes and the
+//!   like keep their readiness path, fds the user made non-blocking go to libc.
+//! - fd calls that work on any fd (`fsync`, `fdatasync`, `ftruncate`, `fallocate`, `fstat`)
+//!   and every path call (`open`, `openat`, `creat`, `stat`, `lstat`, `fstatat`, `statx`,
+//!   `unlink`, `unlinkat`, `rmdir`, `rename`, `renameat`, `renameat2`, `mkdir`, `mkdirat`)
+//!   come here for any argument libc would accept; arguments io_uring reads differently
+//!   (a negative offset, which io_uring takes as "the current position"; a null `statx`
+//!   path) go to libc, which rejects them without blocking.
+//! - `close` of a regular file goes to the ring (`hook::fd`).
+//! - Each call has both spellings glibc exports (`pread`/`pread64`...): C code built with
+//!   `_FILE_OFFSET_BITS=64`, such as SQLite, calls the `*64` names.
+//!
+//! Why the helper fallback may borrow the caller's buffers: the coroutine stays parked in
+//! `offload::run` until the helper is done (see `offload`), as it stays in `uring::run`
+//! until the kernel is (invariant 1 of `io::uring`).
+
+mod meta;
+mod path;
+mod rw;
+
+pub(crate) use meta::close_file;
+pub(crate) use rw::{read_at, readv_at, write_at, writev_at};
+
+use io_uring::squeue::Entry;
+use libc::c_int;
+
+use crate::coroutine::Context;
+use crate::io::{flags, uring};
+use crate::offload;
+use crate::sys;
+
+/// What a blocking read or write on an fd does inside a coroutine.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// A socket, pipe, FIFO, eventfd, tty or other character device: it waits for readiness.
+    Waitable,
+    /// A regular file, directory or block device: it goes to the ring or a helper.
+    File,
+    /// Goes to libc as it is: the user made it non-blocking, it is an `O_PATH` fd, or its
+    /// flags cannot be read (libc gives `EBADF`).
+    Plain,
+}
+
+/// The kernel's `O_LARGEFILE` as `F_GETFL` reports it (libc's constant is 0 on 64-bit
+/// targets, where the flag is implied for user space).
+#[cfg(target_arch = "x86_64")]
+const KERNEL_O_LARGEFILE: c_int = 0o100000;
+#[cfg(target_arch = "aarch64")]
+const KERNEL_O_LARGEFILE: c_int = 0o400000;
+
+/// Tells the kinds apart with one `fcntl(F_GETFL)`, which also gives the user's
+/// `O_NONBLOCK`: fds made by `socket`, `pipe`, `eventfd` and the like are anonymous inodes,
+/// which the kernel never marks `O_LARGEFILE`; every fd opened by path is marked (64-bit
+/// kernels force the flag), and only those need an `fstat`.
+pub(crate) fn kind(fd: c_int) -> Kind {
+    let Ok(fl) = flags::user_flags(fd) else { return Kind::Plain };
+    if fl & (libc::O_NONBLOCK | libc::O_PATH) != 0 {
+        return Kind::Plain;
+    }
+    if fl & KERNEL_O_LARGEFILE == 0 {
+        return Kind::Waitable;
+    }
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-parameter.
+    if unsafe { sys::syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
+        return Kind::Plain;
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK => Kind::Waitable,
+        _ => Kind::File,
+    }
+}
+
+/// A closure that may be sent to a helper thread although it captures raw pointers.
+struct AssertSend<F>(F);
+
+// SAFETY: only built by `call`, whose contract makes the captured pointers (the hooked call's
+// arguments) usable from the helper thread while the caller is parked.
+unsafe impl<F> Send for AssertSend<F> {}
+
+impl<F: FnOnce() -> isize> AssertSend<F> {
+    /// Takes `self` whole, so a closure calling it captures the `Send` wrapper.
+    fn call(self) -> isize {
+        (self.0)()
+    }
+}
+
+/// Makes one file call for the running coroutine: `entry()` on the worker's ring if the
+/// runtime and the kernel allow `opcode`, else `plain()` (the libc call) on a helper thread.
+/// Returns libc's result with `errno` set as libc sets it.
+///
+/// # Safety
+/// As for [`on_ring`] and [`offloaded`].
+pub(crate) unsafe fn call(
+    ctx: &Context,
+    opcode: u8,
+    entry: impl FnOnce() -> Entry,
+    plain: impl FnOnce() -> isize,
+) -> isize {
+    // SAFETY: guaranteed by the caller.
+    match unsafe { on_ring(ctx, opcode, entry) } {
+        Some(ret) => ret,
+        // SAFETY: guaranteed by the caller.
+        None => unsafe { offloaded(plain) },
+    }
+}
+
+/// `entry()` on the worker's ring, if the runtime and the kernel allow `opcode`: its result
+/// as libc gives it (-1 with `errno` set on failure). `None`: take the fallback.
+///
+/// # Safety
+/// The pointers in `entry()` are the hooked call's arguments (or the caller's own memory),
+/// valid as libc requires until this returns.
+pub(crate) unsafe fn on_ring(ctx: &Context, opcode: u8, entry: impl FnOnce() -> Entry) -> Option<isize> {
+    if !ctx.shared.config.io_uring || !uring::may_use(opcode) {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    let res = unsafe { uring::run(ctx, entry()) }?;
+    if res < 0 {
+        sys::set_errno(-res);
+        return Some(-1);
+    }
+    Some(res as isize)
+}
+
+/// `plain()` (a libc call) on a helper thread while the coroutine parks; `errno` travels
+/// both ways.
+///
+/// # Safety
+/// What `plain` captures is the hooked call's arguments, usable from another thread as long
+/// as the caller waits (nothing tied to the calling thread).
+pub(crate) unsafe fn offloaded(plain: impl FnOnce() -> isize) -> isize {
+    uring::count_offloaded();
+    let plain = AssertSend(plain);
+    offload::run_with_errno(move || plain.call())
+}
+
+/// [`call`] for a libc function that returns an `int`.
+///
+/// # Safety
+/// As for [`call`].
+pub(crate) unsafe fn call_int(
+    ctx: &Context,
+    opcode: u8,
+    entry: impl FnOnce() -> Entry,
+    plain: impl FnOnce() -> c_int,
+) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    unsafe { call(ctx, opcode, entry, || plain() as isize) as c_int }
+}
