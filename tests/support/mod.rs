@@ -43,7 +43,14 @@ pub struct LeakOnPanic(Option<Runtime>);
 
 /// A runtime of `workers` threads that is leaked if the test panics; see [`LeakOnPanic`].
 pub fn rt_leak_on_panic(workers: usize) -> LeakOnPanic {
-    LeakOnPanic(Some(rt(workers)))
+    LeakOnPanic::new(rt(workers))
+}
+
+impl LeakOnPanic {
+    /// Wraps a runtime built elsewhere.
+    pub fn new(rt: Runtime) -> LeakOnPanic {
+        LeakOnPanic(Some(rt))
+    }
 }
 
 impl Deref for LeakOnPanic {
