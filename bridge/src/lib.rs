@@ -36,7 +36,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 pub use openco_runtime::{
-    in_coroutine, maybe_grow, yield_now, Builder, Handle, JoinError, JoinHandle, Priority, Runtime, Scope,
+    in_coroutine, maybe_grow, yield_now, Builder, Handle, JoinError, JoinHandle, Priority, Runtime, Scheduler, Scope,
     DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
 };
 

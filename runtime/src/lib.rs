@@ -5,7 +5,8 @@
 //! Most users want the `openco` crate, which re-exports what is public here and adds a global
 //! runtime. The pieces, one module each:
 //! - `coroutine`: the running coroutine's context, suspension, stacks, overflow reporting;
-//! - `scheduler`: workers, priority run queues, stealing, parking;
+//! - `scheduler`: workers, priority run queues, stealing, parking, and the single-thread
+//!   [`Scheduler`] driven by the thread that created it;
 //! - `time`: per-worker timers;
 //! - `task`: jobs, [`JoinHandle`] and [`JoinError`];
 //! - `hook`: the interposed libc functions, one file per family;
@@ -46,4 +47,5 @@ pub use coroutine::{block_on_until, in_coroutine, park, waker, yield_now};
 pub use runtime::{
     Builder, Handle, Runtime, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
 };
+pub use scheduler::Scheduler;
 pub use task::{JoinError, JoinHandle, Priority, Scope};
