@@ -439,3 +439,48 @@ fn many_schedulers_on_one_thread_one_after_another() {
         }
     });
 }
+
+/// The seeds' example (`examples/seed_scheduler.rs`): two coroutines loop in `usleep` until
+/// a flag the next one clears; on one thread, they finish only if `usleep` suspends.
+#[test]
+fn loops_in_usleep_let_each_other_run() {
+    on_thread(|| {
+        let scheduler = Scheduler::new().unwrap();
+        let flag1 = Arc::new(AtomicBool::new(true));
+        let flag2 = Arc::new(AtomicBool::new(true));
+        let one = {
+            let flag1 = flag1.clone();
+            scheduler.submit(
+                move || {
+                    let mut turns = 0u32;
+                    while flag1.load(SeqCst) {
+                        turns += 1;
+                        // SAFETY: usleep has no preconditions.
+                        unsafe { libc::usleep(1_000) };
+                    }
+                    turns
+                },
+                None,
+            )
+        };
+        let two = {
+            let flag2 = flag2.clone();
+            scheduler.submit(
+                move || {
+                    while flag2.load(SeqCst) {
+                        // SAFETY: usleep has no preconditions.
+                        unsafe { libc::usleep(1_000) };
+                    }
+                    flag1.store(false, SeqCst);
+                },
+                None,
+            )
+        };
+        let three = scheduler.submit(move || flag2.store(false, SeqCst), Some(128 * 1024));
+        assert_eq!(scheduler.try_schedule().unwrap(), 2);
+        assert_eq!(scheduler.try_timeout_schedule(LONG).unwrap(), 0);
+        assert!(one.join().unwrap() >= 1);
+        two.join().unwrap();
+        three.join().unwrap();
+    });
+}
