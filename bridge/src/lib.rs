@@ -37,7 +37,7 @@ use std::sync::OnceLock;
 
 pub use openco_runtime::{
     in_coroutine, io_uring_available, maybe_grow, yield_now, Builder, Handle, JoinError, JoinHandle, Priority, Runtime,
-    Scope, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
+    Scheduler, Scope, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
 };
 
 mod macros;

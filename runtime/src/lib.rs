@@ -5,7 +5,8 @@
 //! Most users want the `openco` crate, which re-exports what is public here and adds a global
 //! runtime. The pieces, one module each:
 //! - `coroutine`: the running coroutine's context, suspension, stacks, overflow reporting;
-//! - `scheduler`: workers, priority run queues, stealing, parking;
+//! - `scheduler`: workers, priority run queues, stealing, parking, and the single-thread
+//!   [`Scheduler`] driven by the thread that created it;
 //! - `time`: per-worker timers;
 //! - `task`: jobs, [`JoinHandle`] and [`JoinError`];
 //! - `io`: the per-worker reactor (epoll) and io_uring ring;
@@ -50,4 +51,5 @@ pub use io::uring::io_uring_available;
 pub use runtime::{
     Builder, Handle, Runtime, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MIN_STACK_SIZE,
 };
+pub use scheduler::Scheduler;
 pub use task::{JoinError, JoinHandle, Priority, Scope};

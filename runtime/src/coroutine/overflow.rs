@@ -117,7 +117,7 @@ fn report_overflow(usable: usize) -> ! {
         }
     }
     push(&digits[i..]);
-    push(b" KiB); raise it with Builder::stack_size\n");
+    push(b" KiB); raise it with Builder::stack_size (Scheduler::submit: its stack_size)\n");
     // SAFETY: write(2) and abort(3) are async-signal-safe; `buf` is valid for `len` bytes.
     unsafe {
         crate::sys::syscall!(libc::SYS_write, 2, buf.as_ptr(), len);

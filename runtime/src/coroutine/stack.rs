@@ -81,6 +81,12 @@ impl Stack {
         Ok(stacks)
     }
 
+    /// One stack of `usable` bytes (page-rounded by the caller), outside any pool: for a job
+    /// that asked for a stack size other than its runtime's. Unmapped when dropped.
+    pub(crate) fn new(usable: usize) -> io::Result<Stack> {
+        Ok(Stack::map(usable, 1)?.pop().expect("one stack was mapped"))
+    }
+
     fn install_guard(&self) -> io::Result<()> {
         let page = sys::page_size();
         let ptr = self.bottom as *mut libc::c_void;
@@ -179,6 +185,11 @@ impl StackPool {
             starved: AtomicBool::new(false),
             warned: AtomicBool::new(false),
         }
+    }
+
+    /// Usable bytes of each pooled stack.
+    pub(crate) fn usable(&self) -> usize {
+        self.usable
     }
 
     pub(crate) fn is_starved(&self) -> bool {

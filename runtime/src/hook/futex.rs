@@ -100,6 +100,32 @@ pub(crate) fn probe_parker() {
     PROBING.with(|p| p.set(false));
 }
 
+/// `probe_parker` for a thread that also runs code of its own (the single-thread
+/// `Scheduler`'s): probes once per thread. The probe may take an `unpark` token that was
+/// pending, so one is given back: a spurious return from a later `park`, which std allows,
+/// instead of a lost wake-up.
+pub(crate) fn probe_parker_once() {
+    if PARKER.with(Cell::get) == 0 {
+        probe_parker();
+        std::thread::current().unpark();
+    }
+}
+
+/// Called when a `Scheduler` stops driving its coroutines and its thread goes back to code
+/// of its own: the word goes from `PARKED` (kept there by `tend_parker`) back to `EMPTY`, so
+/// that the thread's own `thread::park` waits as std expects (at -2 it would spin). A token
+/// set meanwhile is found by `tend_parker` at the next drive, or by the coroutines' re-check.
+pub(crate) fn release_parker() {
+    let addr = PARKER.with(Cell::get);
+    if addr == 0 {
+        return;
+    }
+    // The thread runs (it is calling this), so `PARKED` is the coroutines' doing, not its own.
+    // SAFETY: as in `tend_parker`.
+    let word = unsafe { &*(addr as *const AtomicI32) };
+    let _ = word.compare_exchange(PARKED, 0, SeqCst, SeqCst);
+}
+
 /// Called by the worker between two coroutines: while some of them wait in `thread::park`,
 /// keeps the parker word at `PARKED` (so the next `unpark` calls `FUTEX_WAKE`), and wakes
 /// them all if an `unpark` left a token that no wake announced.

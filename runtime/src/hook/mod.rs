@@ -23,7 +23,7 @@ mod rw;
 mod sleep;
 mod wait;
 
-pub(crate) use futex::{probe_parker, tend_parker};
+pub(crate) use futex::{probe_parker, probe_parker_once, release_parker, tend_parker};
 
 /// Resolves the next definition of a libc function (libc's own), once.
 macro_rules! real {

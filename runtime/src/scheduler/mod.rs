@@ -18,12 +18,16 @@
 //! A monitor thread (`monitor`) hands the queued and new jobs of a worker whose coroutine
 //! runs past the time slice to another thread; started coroutines never move.
 //!
+//! The single-thread [`Scheduler`] (`local`) is a runtime of one worker without a thread: the
+//! thread that made it drives that worker when it asks to.
+//!
 //! Parking protocol (no lost wake-ups): the worker sets `parked` and bumps `idle` (SeqCst),
 //! re-checks every queue it could take work from, then waits. A submitter pushes, then
 //! (SeqCst) looks for a worker whose `parked` it can swap to false, and signals its eventfd.
 //! Either the worker's re-check sees the job, or the submitter sees the flag; the eventfd
 //! stays readable until drained, so a signal sent before the wait is not lost.
 
+mod local;
 mod monitor;
 mod queue;
 mod worker;
@@ -40,6 +44,7 @@ use crate::coroutine::stack::StackPool;
 use crate::sys;
 use crate::task::Job;
 
+pub use local::Scheduler;
 pub(crate) use monitor::start;
 pub(crate) use worker::current_worker_shared;
 

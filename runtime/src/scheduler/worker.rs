@@ -15,6 +15,10 @@
 //! passed) it marks its remaining coroutines' tasks cancelled and exits without resuming
 //! them; their stacks are leaked, since a suspended coroutine cannot be unwound (invariant 3
 //! of `coroutine`).
+//!
+//! The single-thread `Scheduler` (`local`) drives a worker of its own from the thread that
+//! made it, through the functions at the end of this file: the same turn, without stealing
+//! (it is alone), the spin, the stack trimming or the monitor.
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering::SeqCst;
@@ -120,7 +124,7 @@ fn make_ready(slots: &mut [Slot], ready: &mut Ready, slot: u32, gen: u32, park: 
     ready.push(s.priority, slot);
 }
 
-struct Worker {
+pub(super) struct Worker {
     index: usize,
     shared: Arc<Shared>,
     remote: Arc<Remote>,
@@ -175,32 +179,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> std::io::Result<()> {
         let leftover = remote.leftover.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (local, gen_base) = leftover.unwrap_or_else(|| (Local::new(remote.clone()), 0));
         let id = registry::register_worker(&shared, index);
-        let worker = Worker {
-            index,
-            shared,
-            remote,
-            local,
-            ready: Ready::new(),
-            slots: Vec::new(),
-            free_slots: Vec::new(),
-            live: 0,
-            timers: Timers::default(),
-            stacks: Vec::new(),
-            dirty_stacks: 0,
-            last_trim: Instant::now(),
-            ran_since_park: false,
-            yielded: false,
-            reactor: Reactor::new(epoll, id),
-            turns: 0,
-            woken: Vec::new(),
-            gen_base,
-            ticks: 0,
-            retired: false,
-            resumes_in_row: 0,
-            ring: None,
-            ring_tried: false,
-            unsubmitted_turns: 0,
-        };
+        let worker = Worker::new(index, shared, remote, local, gen_base, Reactor::new(epoll, id));
         worker.run();
         registry::unregister_worker(id);
     });
@@ -446,6 +425,9 @@ impl Worker {
     }
 
     fn release_stack(&mut self, mut stack: Stack) {
+        if stack.usable() != self.shared.stacks.usable() {
+            return; // a job's own stack (see `start_sized`): unmapped here
+        }
         stack.mark_dirty();
         if self.shared.stacks.is_starved() || self.stacks.len() >= LOCAL_STACKS {
             if self.shared.stacks.put_all([stack]) {
@@ -458,6 +440,9 @@ impl Worker {
     }
 
     fn start(&mut self, job: Job) {
+        if let Some(size) = job.header().stack_size().filter(|&n| n != self.shared.stacks.usable()) {
+            return self.start_sized(job, size);
+        }
         let Some(stack) = self.take_stack() else {
             // No stack here: the job waits in the queue until one is freed (`can_start`).
             // A parked worker may hold free stacks in its own cache: wake them all to look.
@@ -465,9 +450,15 @@ impl Worker {
             self.shared.notify_all();
             return;
         };
+        self.start_on(job, stack);
+    }
+
+    fn start_on(&mut self, job: Job, stack: Stack) {
         if !job.header().start() {
             job.runnable().discard();
-            self.stacks.push(stack);
+            if stack.usable() == self.shared.stacks.usable() {
+                self.stacks.push(stack);
+            }
             return;
         }
         let slot = match self.free_slots.pop() {
@@ -698,5 +689,173 @@ impl Worker {
         }
         self.shared.wake_monitor();
         sys::eventfd_drain(self.remote.eventfd.0);
+    }
+}
+
+/// Publishes a worker driven by the calling thread in `WORKER` while it runs, like `run`.
+struct Entered;
+
+impl Entered {
+    fn new(worker: &Worker) -> Entered {
+        let tls = Box::new(Tls {
+            shared: Arc::as_ptr(&worker.shared),
+            local: &worker.local,
+            remote: Arc::as_ptr(&worker.remote),
+        });
+        // Leaked for the drive, freed by `drop`: the worker (and its `local`) is borrowed
+        // for at least as long by the caller, as `run`'s frame is for its `Tls`.
+        let tls: &'static Tls = Box::leak(tls);
+        WORKER.with(|w| w.set(Some(tls)));
+        Entered
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Some(tls) = WORKER.with(|w| w.take()) {
+            // SAFETY: the `Box` leaked by `new`; `WORKER` no longer refers to it.
+            drop(unsafe { Box::from_raw(tls as *const Tls as *mut Tls) });
+        }
+        crate::hook::release_parker();
+    }
+}
+
+/// The single-thread `Scheduler` (see `local`): a worker created on the calling thread and
+/// driven by it, between whose drives the thread runs code of its own.
+impl Worker {
+    fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        remote: Arc<Remote>,
+        local: Local,
+        gen_base: u32,
+        reactor: Reactor,
+    ) -> Worker {
+        Worker {
+            index,
+            shared,
+            remote,
+            local,
+            ready: Ready::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            live: 0,
+            timers: Timers::default(),
+            stacks: Vec::new(),
+            dirty_stacks: 0,
+            last_trim: Instant::now(),
+            ran_since_park: false,
+            yielded: false,
+            reactor,
+            turns: 0,
+            woken: Vec::new(),
+            gen_base,
+            ticks: 0,
+            retired: false,
+            resumes_in_row: 0,
+            ring: None,
+            ring_tried: false,
+            unsubmitted_turns: 0,
+        }
+    }
+
+    /// The one worker of `shared` (index 0), for the calling thread. Returns it with its
+    /// process-wide id, to give back with `registry::unregister_worker`.
+    pub(super) fn new_local(shared: Arc<Shared>) -> std::io::Result<(Worker, usize)> {
+        let epoll = sys::epoll_create()?;
+        let remote = shared.remote(0).clone();
+        sys::epoll_add(epoll.0, remote.eventfd.0, libc::EPOLLIN as u32, WAKE_TOKEN)?;
+        crate::hook::probe_parker_once();
+        let id = registry::register_worker(&shared, 0);
+        let local = Local::new(remote.clone());
+        Ok((Worker::new(0, shared, remote, local, 0, Reactor::new(epoll, id)), id))
+    }
+
+    /// Runs, on the calling thread, every coroutine and job that is ready, until none is
+    /// ready right now; never waits for a timer or IO.
+    pub(super) fn run_ready(&mut self) {
+        let _entered = Entered::new(self);
+        self.run_ready_entered();
+    }
+
+    fn run_ready_entered(&mut self) {
+        let mut polled = false;
+        loop {
+            self.take_wakeups();
+            crate::hook::tend_parker();
+            if self.run_next() {
+                polled = false;
+                continue;
+            }
+            if polled {
+                return;
+            }
+            // Nothing ready: look once at IO and the eventfd without waiting, then again.
+            if self.reactor.has_waiters() {
+                self.poll_io(Some(std::time::Duration::ZERO));
+            }
+            sys::eventfd_drain(self.remote.eventfd.0);
+            polled = true;
+        }
+    }
+
+    /// Runs ready work and parks (in `epoll_wait`) for the rest until no coroutine or job is
+    /// left, or `deadline` passes. True if none is left.
+    pub(super) fn run_until(&mut self, deadline: Option<Instant>) -> bool {
+        let _entered = Entered::new(self);
+        loop {
+            self.run_ready_entered();
+            if self.is_done() {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            self.park_until(deadline);
+        }
+    }
+
+    /// No started coroutine and no queued job.
+    pub(super) fn is_done(&self) -> bool {
+        self.live == 0 && self.local.first().is_none() && self.shared.inject.first().is_none()
+    }
+
+    /// `park` without the spin, the stack trimming and the monitor, and with a deadline of
+    /// the caller's: the same parking protocol (see `scheduler`).
+    fn park_until(&mut self, deadline: Option<Instant>) {
+        self.tend_ring(true);
+        self.remote.parked.store(true, SeqCst);
+        self.shared.idle.fetch_add(1, SeqCst);
+        if !self.has_work() {
+            let wake_at = match (self.timers.next_deadline(), deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake_at.map(|d| d.saturating_duration_since(Instant::now()));
+            self.poll_io(timeout);
+        }
+        if self.remote.parked.swap(false, SeqCst) {
+            self.shared.idle.fetch_sub(1, SeqCst);
+        }
+        sys::eventfd_drain(self.remote.eventfd.0);
+    }
+
+    /// Cancels the queued jobs and gives up the started coroutines without resuming them
+    /// (see `abandon`), for a `Scheduler` dropped with work left.
+    pub(super) fn abandon_local(&mut self) {
+        self.abandon();
+        crate::hook::release_parker();
+    }
+
+    /// Starts `job` on a stack of its own of `size` usable bytes; a job whose stack cannot be
+    /// mapped is cancelled (its handle reports it), with a warning.
+    fn start_sized(&mut self, job: Job, size: usize) {
+        match Stack::new(size) {
+            Ok(stack) => self.start_on(job, stack),
+            Err(err) => {
+                tracing::warn!("openco: a job's stack of {size} bytes could not be mapped ({err}); job cancelled");
+                job.cancel();
+            }
+        }
     }
 }

@@ -86,11 +86,18 @@ pub(crate) struct Header {
     priority: Priority,
     waker: AtomicWaker,
     scope: Option<Arc<dyn Scope>>,
+    /// Usable bytes of the stack this job wants, if not the runtime's pooled size (only the
+    /// single-thread `Scheduler` sets it; page-rounded, at least `MIN_STACK_SIZE`).
+    stack_size: Option<usize>,
 }
 
 impl Header {
     fn new(priority: Priority, scope: Option<Arc<dyn Scope>>) -> Header {
-        Header { state: AtomicU8::new(SCHEDULED), priority, waker: AtomicWaker::new(), scope }
+        Header { state: AtomicU8::new(SCHEDULED), priority, waker: AtomicWaker::new(), scope, stack_size: None }
+    }
+
+    pub(crate) fn stack_size(&self) -> Option<usize> {
+        self.stack_size
     }
 
     pub(crate) fn priority(&self) -> Priority {
@@ -128,7 +135,7 @@ impl Header {
         }
     }
 
-    fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         matches!(self.state.load(Acquire), COMPLETE | CANCELLED)
     }
 }
@@ -271,6 +278,21 @@ where
 {
     let task = Arc::new(Task {
         header: Header::new(priority, scope),
+        func: UnsafeCell::new(Some(func)),
+        output: UnsafeCell::new(None),
+    });
+    (Job(task.clone()), JoinHandle::new(task))
+}
+
+/// Like [`new`], for a job that runs on a stack of its own of `stack_size` usable bytes
+/// (already validated and page-rounded by the caller).
+pub(crate) fn new_sized<F, T>(func: F, priority: Priority, stack_size: Option<usize>) -> (Job, JoinHandle<T>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let task = Arc::new(Task {
+        header: Header { stack_size, ..Header::new(priority, None) },
         func: UnsafeCell::new(Some(func)),
         output: UnsafeCell::new(None),
     });
