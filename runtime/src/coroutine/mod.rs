@@ -72,6 +72,9 @@ pub(crate) struct Context {
     pub(crate) parker_woken: Cell<bool>,
     /// The re-check interval of its next `thread::park` wait, in ms (0: the first).
     pub(crate) parker_recheck: Cell<u32>,
+    /// pthread mutexes and rwlocks it holds (see `hook::lock`): while any is held it never
+    /// suspends.
+    pub(crate) locks_held: Cell<u32>,
 }
 
 /// How many hooked calls that completed without waiting a coroutine makes before it yields
@@ -106,9 +109,18 @@ pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The context of the coroutine running on this thread, if any.
+/// The context of the coroutine running on this thread, if it may suspend: `None` outside
+/// a coroutine, in a panicking one, and in one that holds a pthread lock (`hook::lock`).
+/// Every hook asks this first, and behaves as libc's function when it says `None`.
 #[inline]
 pub(crate) fn current() -> Option<&'static Context> {
+    running().filter(|ctx| ctx.locks_held.get() == 0)
+}
+
+/// The context of the coroutine running on this thread, if any, whether or not it may
+/// suspend (it holds locks), unless it is panicking.
+#[inline]
+pub(crate) fn running() -> Option<&'static Context> {
     let ptr = CURRENT.try_with(|c| c.get()).unwrap_or(std::ptr::null());
     // A panicking coroutine is treated as plain code: it must not suspend, because the panic
     // count is per thread and a second coroutine panicking meanwhile would abort the process.
@@ -120,7 +132,8 @@ pub(crate) fn current() -> Option<&'static Context> {
     unsafe { ptr.as_ref() }
 }
 
-/// Whether the calling code runs inside an openco coroutine.
+/// Whether the calling code runs inside an openco coroutine (one that may suspend: while a
+/// coroutine holds a pthread mutex or rwlock it runs as plain thread code, and this is false).
 ///
 /// ```
 /// assert!(!openco_runtime::in_coroutine());

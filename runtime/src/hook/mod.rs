@@ -17,6 +17,7 @@ mod dns;
 mod fd;
 mod file;
 mod futex;
+mod lock;
 mod net;
 mod poll;
 mod rw;

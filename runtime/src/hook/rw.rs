@@ -26,7 +26,8 @@ use super::wait::{ready_now, Call};
 use crate::coroutine::{self, Context};
 use crate::sys;
 
-const RWF_NOWAIT: c_int = 0x8;
+/// `preadv2`/`pwritev2`'s "fail with `EAGAIN` rather than wait" flag.
+pub(crate) const RWF_NOWAIT: c_int = 0x8;
 
 /// One attempt at a non-blocking read or write, falling back to "poll, then the plain call"
 /// for files without `RWF_NOWAIT` support.

@@ -493,6 +493,7 @@ impl Worker {
                 budget: std::cell::Cell::new(coroutine::BUDGET),
                 parker_woken: std::cell::Cell::new(false),
                 parker_recheck: std::cell::Cell::new(0),
+                locks_held: std::cell::Cell::new(0),
             };
             coroutine::enter(&ctx, || runnable.run());
         });

@@ -2,13 +2,16 @@
 //! `close` of a file (the `close` hook's file half), and the `stat` family: `statx` itself,
 //! and `fstat`, `stat`, `lstat`, `fstatat` (with their `*64` names), done with `statx` and
 //! converted to `struct stat` as glibc does on kernels without `newfstatat`.
+//!
+//! The status of an open file, and its `close`, on a local filesystem ([`is_local_fs`])
+//! never wait for a device: those are made inline.
 
 use std::ffi::CStr;
 
 use io_uring::{opcode, types};
 use libc::{c_char, c_int, c_uint, off_t};
 
-use super::{call_int, kind, offloaded, on_ring, Kind};
+use super::{call_int, is_local_fs, kind, offloaded, on_ring, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 
@@ -85,11 +88,12 @@ macro_rules! fallocate_hooks {
 ftruncate_hooks!(ftruncate, ftruncate64);
 fallocate_hooks!(fallocate, fallocate64);
 
-/// The file half of the `close` hook: a regular file (or directory) is closed on the ring,
-/// since the last close of a file may flush it. `None`: not a file, or not in a coroutine.
+/// The file half of the `close` hook: a file on a filesystem that may flush it over the
+/// network on its last close (NFS, FUSE...) is closed on the ring or a helper. `Err`: any
+/// other fd, or not in a coroutine: close it inline.
 pub(crate) fn close_file(fd: c_int, plain: impl FnOnce() -> c_int) -> Result<c_int, impl FnOnce() -> c_int> {
     match coroutine::current() {
-        Some(ctx) if fd > 2 && kind(fd) == Kind::File => {
+        Some(ctx) if fd > 2 && !is_local_fs(fd) && kind(fd) == Kind::File => {
             // SAFETY: an fd argument only.
             Ok(unsafe { call_int(ctx, opcode::Close::CODE, || opcode::Close::new(types::Fd(fd)).build(), plain) })
         }
@@ -130,10 +134,24 @@ pub unsafe extern "C" fn statx(
     let plain = move || unsafe { real(dirfd, path, flags, mask, buf) };
     match coroutine::current() {
         // A null path means "the fd itself" to newer kernels' statx(2) but not to io_uring.
-        // SAFETY: the caller's arguments.
-        Some(ctx) if !path.is_null() => unsafe { statx_in(ctx, dirfd, path, flags, mask, buf, plain) },
+        // SAFETY: the caller's arguments; `path` is a C string.
+        Some(ctx) if !path.is_null() && !unsafe { of_open_file(dirfd, path, flags) } => unsafe {
+            statx_in(ctx, dirfd, path, flags, mask, buf, plain)
+        },
         _ => plain(),
     }
+}
+
+/// Whether a stat call asks for an open file's own status (`AT_EMPTY_PATH` and an empty
+/// path, as `File::metadata` does) on a local filesystem: that is in memory, so the call is
+/// made inline rather than as a suspension and a trip to the kernel's workers (io_uring
+/// always runs `statx` there).
+///
+/// # Safety
+/// `path` is a valid C string.
+unsafe fn of_open_file(dirfd: c_int, path: *const c_char, flags: c_int) -> bool {
+    // SAFETY: guaranteed by the caller.
+    flags & libc::AT_EMPTY_PATH != 0 && unsafe { *path } == 0 && dirfd >= 0 && is_local_fs(dirfd)
 }
 
 /// The flags `fstatat` accepts (the kernel's `vfs_fstatat` takes `statx`'s sync bits too);
@@ -213,7 +231,7 @@ macro_rules! fstat_hooks {
             match coroutine::current() {
                 // A negative fd must not become `AT_FDCWD` (the working directory).
                 // SAFETY: the caller's arguments; `EMPTY` is static.
-                Some(ctx) if fd >= 0 && !buf.is_null() => unsafe { stat_in(ctx, fd, EMPTY.as_ptr(), buf.cast(), libc::AT_EMPTY_PATH, plain) },
+                Some(ctx) if fd >= 0 && !buf.is_null() && !is_local_fs(fd) => unsafe { stat_in(ctx, fd, EMPTY.as_ptr(), buf.cast(), libc::AT_EMPTY_PATH, plain) },
                 _ => plain(),
             }
         }
@@ -248,7 +266,9 @@ macro_rules! fstatat_hooks {
             // SAFETY: the caller's arguments, passed on as they are.
             let plain = move || unsafe { real(dirfd, path, buf, flags) };
             match coroutine::current() {
-                Some(ctx) if !path.is_null() && !buf.is_null() && flags & !FSTATAT_FLAGS == 0 => {
+                // SAFETY (of `of_open_file`): `path` is a C string.
+                Some(ctx) if !path.is_null() && !buf.is_null() && flags & !FSTATAT_FLAGS == 0
+                    && !unsafe { of_open_file(dirfd, path, flags) } => {
                     // SAFETY: the caller's arguments.
                     unsafe { stat_in(ctx, dirfd, path, buf.cast(), flags, plain) }
                 }

@@ -86,6 +86,45 @@ pub(crate) fn kind(fd: c_int) -> Kind {
     }
 }
 
+/// Whether `fd` lives on a filesystem whose open files answer `fstat` and `close` from
+/// memory: local disk filesystems, tmpfs, procfs, pipes, sockets... (an allow-list of
+/// `statfs` magic numbers). On these, those calls are made inline, without a suspension;
+/// on others (NFS, SMB, FUSE, Ceph, 9p...) they may wait for the network and go to the
+/// ring or a helper like every other file call. One `fstatfs`.
+pub(crate) fn is_local_fs(fd: c_int) -> bool {
+    // SAFETY: an all-zero `statfs` is a valid value to be overwritten.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fs` is a valid out-parameter.
+    if unsafe { sys::syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs) } != 0 {
+        return false;
+    }
+    const LOCAL: [i64; 22] = [
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs, devtmpfs
+        0x8584_58F6, // ramfs
+        0xF2F5_2010, // f2fs
+        0x794C_7630, // overlayfs
+        0x2FC1_2FC1, // zfs
+        0x7371_7368, // squashfs
+        0xE0F5_E1E2, // erofs
+        0x4D44,      // vfat
+        0x2011_BAB0, // exfat
+        0x9FA0,      // proc
+        0x6265_6572, // sysfs
+        0x6367_7270, // cgroup2
+        0x5049_5045, // pipefs
+        0x534F_434B, // sockfs
+        0x0904_1934, // anon inodes
+        0x6264_6576, // block devices
+        0x1CD1,      // devpts
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+    ];
+    LOCAL.contains(&(fs.f_type as i64))
+}
+
 /// A closure that may be sent to a helper thread although it captures raw pointers.
 struct AssertSend<F>(F);
 

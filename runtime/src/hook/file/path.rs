@@ -8,7 +8,7 @@
 //! `O_TMPFILE`), as glibc does. On x86_64 and aarch64 Linux a variadic integer travels in
 //! the register a named one would, so the hook receives it as a third argument.
 
-use io_uring::{opcode, types::Fd};
+use io_uring::{opcode, squeue::Flags, types::Fd};
 use libc::{c_char, c_int, c_uint, mode_t};
 
 use super::call_int;
@@ -37,7 +37,10 @@ unsafe fn openat_in(
 ) -> c_int {
     let Some(ctx) = coroutine::current() else { return plain() };
     let mode = open_mode(flags, mode);
-    let entry = || opcode::OpenAt::new(Fd(dirfd), path).flags(flags).mode(mode).build();
+    // `ASYNC`: straight to the kernel's workers. io_uring's first, inline try at an open
+    // adds `O_NONBLOCK`, which changes what opening a FIFO does (`ENXIO` for a writer with
+    // no reader, no wait for a reader's writer); from a worker the open blocks as in libc.
+    let entry = || opcode::OpenAt::new(Fd(dirfd), path).flags(flags).mode(mode).build().flags(Flags::ASYNC);
     // SAFETY: the caller's arguments.
     unsafe { call_int(ctx, opcode::OpenAt::CODE, entry, plain) }
 }

@@ -9,6 +9,8 @@ use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
 use super::{call, kind, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
+use crate::hook::rw::{iov_after, iov_total, RWF_NOWAIT};
+use crate::sys;
 
 /// The most bytes one read or write moves (the kernel's `MAX_RW_COUNT`): larger counts are
 /// cut to it, by the kernel and here alike.
@@ -29,10 +31,9 @@ pub(crate) unsafe fn read_at(
     offset: i64,
     plain: impl FnOnce() -> isize,
 ) -> isize {
-    let len = count.min(MAX_RW_COUNT) as u32;
-    let entry = || opcode::Read::new(Fd(fd), buf.cast(), len).offset(offset as u64).build();
-    // SAFETY: the caller's arguments.
-    unsafe { call(ctx, opcode::Read::CODE, entry, plain) }
+    let iov = iovec { iov_base: buf, iov_len: count.min(MAX_RW_COUNT) };
+    // SAFETY: the caller's buffer, described by one iovec on this stack.
+    unsafe { transfer(ctx, fd, &iov, 1, offset, false, plain) }
 }
 
 /// Writes `count` bytes at `offset` (-1: the current position, or the end with `O_APPEND`).
@@ -47,10 +48,9 @@ pub(crate) unsafe fn write_at(
     offset: i64,
     plain: impl FnOnce() -> isize,
 ) -> isize {
-    let len = count.min(MAX_RW_COUNT) as u32;
-    let entry = || opcode::Write::new(Fd(fd), buf.cast(), len).offset(offset as u64).build();
-    // SAFETY: the caller's arguments.
-    unsafe { call(ctx, opcode::Write::CODE, entry, plain) }
+    let iov = iovec { iov_base: buf.cast_mut(), iov_len: count.min(MAX_RW_COUNT) };
+    // SAFETY: the caller's buffer, described by one iovec on this stack.
+    unsafe { transfer(ctx, fd, &iov, 1, offset, true, plain) }
 }
 
 /// `readv` at `offset`; counts io_uring and libc would judge differently go to libc.
@@ -68,9 +68,8 @@ pub(crate) unsafe fn readv_at(
     if !(1..=IOV_MAX).contains(&iovcnt) {
         return plain(); // EINVAL, or 0 bytes: nothing to wait for
     }
-    let entry = || opcode::Readv::new(Fd(fd), iov, iovcnt as u32).offset(offset as u64).build();
     // SAFETY: the caller's arguments.
-    unsafe { call(ctx, opcode::Readv::CODE, entry, plain) }
+    unsafe { transfer(ctx, fd, iov, iovcnt, offset, false, plain) }
 }
 
 /// `writev` at `offset`, as [`readv_at`].
@@ -88,9 +87,87 @@ pub(crate) unsafe fn writev_at(
     if !(1..=IOV_MAX).contains(&iovcnt) {
         return plain();
     }
-    let entry = || opcode::Writev::new(Fd(fd), iov, iovcnt as u32).offset(offset as u64).build();
     // SAFETY: the caller's arguments.
-    unsafe { call(ctx, opcode::Writev::CODE, entry, plain) }
+    unsafe { transfer(ctx, fd, iov, iovcnt, offset, true, plain) }
+}
+
+/// One read or write of a file. A read first takes what the page cache holds, inline
+/// (`preadv2(RWF_NOWAIT)`, which fails with `EAGAIN` rather than wait for the disk): a warm
+/// read costs no suspension. What the cache does not hold, and every write, goes to the
+/// ring or a helper. A read the cache served in part continues there for the rest, so the
+/// count is what a blocking read gives (a short count only at the end of the file or on an
+/// error after some bytes).
+///
+/// # Safety
+/// `iov` is the caller's, valid for `iovcnt` (1..=IOV_MAX) entries; `plain` is the libc
+/// call of the same arguments.
+unsafe fn transfer(
+    ctx: &Context,
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+    offset: i64,
+    write: bool,
+    plain: impl FnOnce() -> isize,
+) -> isize {
+    if write {
+        // SAFETY: guaranteed by the caller.
+        return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, true, plain) };
+    }
+    let caller_errno = sys::errno();
+    let got = rw2(fd, iov, iovcnt, offset, false, RWF_NOWAIT);
+    if got < 0 {
+        if !matches!(sys::errno(), libc::EAGAIN | libc::EOPNOTSUPP) {
+            return got; // the call's own error (EBADF, EISDIR, EFAULT...), as libc gives it
+        }
+        sys::set_errno(caller_errno);
+        // SAFETY: guaranteed by the caller.
+        return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, false, plain) };
+    }
+    // SAFETY: the kernel accepted `iov`, which the caller vouches for.
+    if got == 0 || got as usize >= unsafe { iov_total(iov, iovcnt) } {
+        return got;
+    }
+    let mut scratch = Vec::new();
+    // SAFETY: as above; `got` bytes of it were read.
+    let (rest, count) = unsafe { iov_after(iov, iovcnt, got as usize, &mut scratch) };
+    let next = if offset < 0 { -1 } else { offset + got as i64 };
+    // The rest is read by the raw call, on a helper if need be: equal to libc's for it.
+    let plain_rest = move || rw2(fd, rest, count, next, false, 0);
+    // SAFETY: `rest` is a view of the caller's buffers, in `scratch` on this stack.
+    let more = unsafe { on_backend(ctx, fd, rest, count, next, false, plain_rest) };
+    sys::set_errno(caller_errno); // an error after some bytes is no error
+    got + more.max(0)
+}
+
+/// `iov` at `offset` on the ring (`READV`/`WRITEV`), else `plain` on a helper.
+///
+/// # Safety
+/// As for [`transfer`].
+unsafe fn on_backend(
+    ctx: &Context,
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+    offset: i64,
+    write: bool,
+    plain: impl FnOnce() -> isize,
+) -> isize {
+    let (code, entry) = if write {
+        (opcode::Writev::CODE, opcode::Writev::new(Fd(fd), iov, iovcnt as u32).offset(offset as u64).build())
+    } else {
+        (opcode::Readv::CODE, opcode::Readv::new(Fd(fd), iov, iovcnt as u32).offset(offset as u64).build())
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { call(ctx, code, || entry, plain) }
+}
+
+/// `preadv2`/`pwritev2` with `flags`, by a raw system call (-1 with errno on failure);
+/// offset -1 is the current position.
+fn rw2(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: i64, write: bool, flags: c_int) -> isize {
+    let nr = if write { libc::SYS_pwritev2 } else { libc::SYS_preadv2 };
+    // SAFETY: the kernel validates the buffers (`EFAULT`); the callers pass their callers'.
+    unsafe { sys::syscall!(nr, fd, iov, iovcnt, offset, 0i64, flags) as isize }
 }
 
 /// The coroutine, if the positioned call on `fd` at `offset` should go to the file path: a
