@@ -20,7 +20,7 @@ use libc::{c_int, EBADF, EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY, ESP
 use support::conform::{Record, Want::*};
 
 conformance_table! {
-    positions, short_reads_at_eof, vectored, append, create_and_truncate, sync_and_allocate,
+    positions, short_reads_at_eof, cold_reads, vectored, append, create_and_truncate, sync_and_allocate,
     stat_family, directories, renames, open_errors, fd_errors, close_twice,
 }
 
@@ -141,6 +141,55 @@ fn short_reads_at_eof() -> Record {
     r.call("read 0 bytes", Ret(0), || read(fd, &mut buf[..0]));
     // SAFETY: a 1 GiB count over a 64-byte buffer: the kernel reads only the 0 bytes left.
     r.call("read with a huge count at EOF", Ret(0), || unsafe { libc::read(fd, buf.as_mut_ptr().cast(), 1 << 30) });
+    r.call("close", Ret(0), || close(fd));
+    r
+}
+
+/// Evicts `fd`'s pages from the page cache (they are clean after an `fsync`), and turns
+/// readahead off, so that the next reads miss the cache and go to io_uring or a helper
+/// rather than being served inline.
+fn evict(fd: c_int) {
+    // SAFETY: integer arguments.
+    unsafe {
+        assert_eq!(libc::fsync(fd), 0);
+        assert_eq!(libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED), 0);
+        assert_eq!(libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM), 0);
+    }
+}
+
+/// Reads that miss the page cache, in full or in part (the first page cached, the rest
+/// not: the inline part and the backend's part add up).
+fn cold_reads() -> Record {
+    let (mut r, dir) = (Record::default(), Scratch::new());
+    let path = dir.path("cold");
+    let data: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(path.to_str().unwrap(), &data).unwrap();
+    let fd = r.call("open", Between(3, 1 << 20), || open(&path, libc::O_RDONLY, 0)) as c_int;
+    let mut buf = vec![0u8; 65536];
+    evict(fd);
+    r.call("cold read 64 KiB", Ret(65536), || read(fd, &mut buf));
+    r.check("cold read bytes", buf == data);
+    r.call("lseek CUR", Ret(65536), || lseek(fd, 0, libc::SEEK_CUR));
+    evict(fd);
+    r.call("pread one page", Ret(4096), || pread(fd, &mut buf[..4096], 0));
+    buf.fill(0);
+    r.call("pread 64 KiB, the first page cached", Ret(65536), || pread(fd, &mut buf, 0));
+    r.check("pread bytes", buf == data);
+    evict(fd);
+    r.call("lseek SET 0", Ret(0), || lseek(fd, 0, libc::SEEK_SET));
+    r.call("read one page", Ret(4096), || read(fd, &mut buf[..4096]));
+    buf.fill(0);
+    r.call("read the rest (uncached) and past the end", Ret(61440), || read(fd, &mut buf));
+    r.check("read bytes", buf[..61440] == data[4096..]);
+    evict(fd);
+    let (mut a, mut b) = (vec![0u8; 100], vec![0u8; 65536]);
+    let iov = [
+        libc::iovec { iov_base: a.as_mut_ptr().cast(), iov_len: a.len() },
+        libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() },
+    ];
+    // SAFETY: valid iovecs over live buffers.
+    r.call("cold preadv at 0", Ret(65536), || unsafe { libc::preadv64(fd, iov.as_ptr(), 2, 0) });
+    r.check("preadv bytes", a[..] == data[..100] && b[..65436] == data[100..]);
     r.call("close", Ret(0), || close(fd));
     r
 }

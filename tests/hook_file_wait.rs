@@ -123,6 +123,38 @@ rt_test! {
     }
 }
 
+rt_test! {
+    /// A read that misses the page cache goes to the backend (a warm one is served inline).
+    fn cold_reads_go_to_the_backend(workers: usize) {
+        for io_uring in [true, false] {
+            let rt = runtime(workers, io_uring);
+            let dir = scratch("cold");
+            let path = dir.join("f");
+            let data: Vec<u8> = (0..1 << 20).map(|i: u32| i as u8).collect();
+            std::fs::write(&path, &data).unwrap();
+            let before = file_io_counts();
+            let read = join(rt.blocking(move || {
+                use std::os::fd::AsRawFd;
+                let f = std::fs::File::open(&path).unwrap();
+                let f = &f;
+                // SAFETY: an open fd; clean pages (after the fsync) can be dropped.
+                unsafe {
+                    assert_eq!(libc::fsync(f.as_raw_fd()), 0);
+                    assert_eq!(libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED), 0);
+                }
+                let mut all = Vec::new();
+                std::io::Read::read_to_end(&mut { f }, &mut all).unwrap();
+                all.len()
+            }))
+            .unwrap();
+            assert_eq!(read, data.len());
+            // the open, the fsync and at least one read
+            assert_served(before, 3, io_uring);
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+}
+
 /// A runtime without an explicit setting follows `OPENCO_IO_URING` (CI runs this file with
 /// it set to 0 and unset).
 #[test]

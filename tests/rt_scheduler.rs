@@ -484,3 +484,33 @@ fn loops_in_usleep_let_each_other_run() {
         three.join().unwrap();
     });
 }
+
+/// File calls in a Scheduler's coroutines suspend too (the FIFO's read end waits for the
+/// writer, a later job on the same thread), and their completions are reaped while it
+/// drives.
+#[test]
+fn file_calls_suspend_in_a_scheduler() {
+    on_thread(|| {
+        let scheduler = Scheduler::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("openco-scheduler-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (f1, f2, file) = (fifo.clone(), fifo.clone(), dir.join("data"));
+        let reader = scheduler.submit(move || std::fs::read_to_string(&f1).unwrap(), None);
+        let writer = scheduler.submit(
+            move || {
+                std::fs::write(&file, b"synced").unwrap();
+                std::fs::File::open(&file).unwrap().sync_all().unwrap();
+                std::fs::write(&f2, std::fs::read(&file).unwrap()).unwrap();
+            },
+            None,
+        );
+        assert_eq!(scheduler.try_timeout_schedule(WATCHDOG).unwrap(), 0);
+        writer.join().unwrap();
+        assert_eq!(reader.join().unwrap(), "synced");
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
