@@ -673,10 +673,18 @@ impl Worker {
                 trim_at = Some(due); // wake up to trim if nothing else does
             }
         }
-        self.remote.parked.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.shared.idle.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.park_until(trim_at);
+        self.shared.wake_monitor();
+    }
+
+    /// The parking protocol (see `scheduler`): waits in the reactor for the next timer, an
+    /// IO event, a ring completion or a wake-up, and at the latest until `until`.
+    fn park_until(&mut self, until: Option<Instant>) {
+        self.tend_ring(true);
+        self.remote.parked.store(true, SeqCst);
+        self.shared.idle.fetch_add(1, SeqCst);
         if !self.has_work() {
-            let wake_at = match (self.timers.next_deadline(), trim_at) {
+            let wake_at = match (self.timers.next_deadline(), until) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -685,10 +693,9 @@ impl Worker {
         } else if self.reactor.has_waiters() {
             self.poll_io(Some(std::time::Duration::ZERO));
         }
-        if self.remote.parked.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            self.shared.idle.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if self.remote.parked.swap(false, SeqCst) {
+            self.shared.idle.fetch_sub(1, SeqCst);
         }
-        self.shared.wake_monitor();
         sys::eventfd_drain(self.remote.eventfd.0);
     }
 }
@@ -819,26 +826,6 @@ impl Worker {
     /// No started coroutine and no queued job.
     pub(super) fn is_done(&self) -> bool {
         self.live == 0 && self.local.first().is_none() && self.shared.inject.first().is_none()
-    }
-
-    /// `park` without the spin, the stack trimming and the monitor, and with a deadline of
-    /// the caller's: the same parking protocol (see `scheduler`).
-    fn park_until(&mut self, deadline: Option<Instant>) {
-        self.tend_ring(true);
-        self.remote.parked.store(true, SeqCst);
-        self.shared.idle.fetch_add(1, SeqCst);
-        if !self.has_work() {
-            let wake_at = match (self.timers.next_deadline(), deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let timeout = wake_at.map(|d| d.saturating_duration_since(Instant::now()));
-            self.poll_io(timeout);
-        }
-        if self.remote.parked.swap(false, SeqCst) {
-            self.shared.idle.fetch_sub(1, SeqCst);
-        }
-        sys::eventfd_drain(self.remote.eventfd.0);
     }
 
     /// Cancels the queued jobs and gives up the started coroutines without resuming them

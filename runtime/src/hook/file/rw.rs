@@ -31,6 +31,9 @@ pub(crate) unsafe fn read_at(
     offset: i64,
     plain: impl FnOnce() -> isize,
 ) -> isize {
+    if count == 0 {
+        return plain(); // nothing to wait for
+    }
     let iov = iovec { iov_base: buf, iov_len: count.min(MAX_RW_COUNT) };
     // SAFETY: the caller's buffer, described by one iovec on this stack.
     unsafe { transfer(ctx, fd, &iov, 1, offset, false, plain) }
@@ -48,6 +51,9 @@ pub(crate) unsafe fn write_at(
     offset: i64,
     plain: impl FnOnce() -> isize,
 ) -> isize {
+    if count == 0 {
+        return plain();
+    }
     let iov = iovec { iov_base: buf.cast_mut(), iov_len: count.min(MAX_RW_COUNT) };
     // SAFETY: the caller's buffer, described by one iovec on this stack.
     unsafe { transfer(ctx, fd, &iov, 1, offset, true, plain) }
@@ -178,60 +184,31 @@ fn positioned(fd: c_int, offset: off_t) -> Option<&'static Context> {
     (offset >= 0 && kind(fd) == Kind::File).then_some(ctx)
 }
 
-macro_rules! pread_hooks {
-    ($($name:ident),*) => {$(
+macro_rules! positioned_hooks {
+    ($($name:ident($buf:ty, $len:ty) => $at:ident),* $(,)?) => {$(
         /// # Safety
         /// As libc's function of this name.
         #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> ssize_t {
-            let real = real!($name: fn(c_int, *mut c_void, size_t, off_t) -> ssize_t);
+        pub unsafe extern "C" fn $name(fd: c_int, buf: $buf, len: $len, offset: off_t) -> ssize_t {
+            let real = real!($name: fn(c_int, $buf, $len, off_t) -> ssize_t);
             // SAFETY: the caller's arguments, passed on as they are.
-            let plain = move || unsafe { real(fd, buf, count, offset) };
+            let plain = move || unsafe { real(fd, buf, len, offset) };
             match positioned(fd, offset) {
                 // SAFETY: the caller's arguments.
-                Some(ctx) if count > 0 => unsafe { read_at(ctx, fd, buf, count, offset, plain) },
-                _ => plain(),
-            }
-        }
-    )*};
-}
-
-macro_rules! pwrite_hooks {
-    ($($name:ident),*) => {$(
-        /// # Safety
-        /// As libc's function of this name.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t {
-            let real = real!($name: fn(c_int, *const c_void, size_t, off_t) -> ssize_t);
-            // SAFETY: the caller's arguments, passed on as they are.
-            let plain = move || unsafe { real(fd, buf, count, offset) };
-            match positioned(fd, offset) {
-                // SAFETY: the caller's arguments.
-                Some(ctx) if count > 0 => unsafe { write_at(ctx, fd, buf, count, offset, plain) },
-                _ => plain(),
-            }
-        }
-    )*};
-}
-
-macro_rules! preadv_hooks {
-    ($($name:ident => $at:ident),*) => {$(
-        /// # Safety
-        /// As libc's function of this name.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: off_t) -> ssize_t {
-            let real = real!($name: fn(c_int, *const iovec, c_int, off_t) -> ssize_t);
-            // SAFETY: the caller's arguments, passed on as they are.
-            let plain = move || unsafe { real(fd, iov, iovcnt, offset) };
-            match positioned(fd, offset) {
-                // SAFETY: the caller's arguments.
-                Some(ctx) => unsafe { $at(ctx, fd, iov, iovcnt, offset, plain) },
+                Some(ctx) => unsafe { $at(ctx, fd, buf, len, offset, plain) },
                 None => plain(),
             }
         }
     )*};
 }
 
-pread_hooks!(pread, pread64);
-pwrite_hooks!(pwrite, pwrite64);
-preadv_hooks!(preadv => readv_at, preadv64 => readv_at, pwritev => writev_at, pwritev64 => writev_at);
+positioned_hooks!(
+    pread(*mut c_void, size_t) => read_at,
+    pread64(*mut c_void, size_t) => read_at,
+    pwrite(*const c_void, size_t) => write_at,
+    pwrite64(*const c_void, size_t) => write_at,
+    preadv(*const iovec, c_int) => readv_at,
+    preadv64(*const iovec, c_int) => readv_at,
+    pwritev(*const iovec, c_int) => writev_at,
+    pwritev64(*const iovec, c_int) => writev_at,
+);
