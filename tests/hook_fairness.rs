@@ -35,3 +35,34 @@ rt_test! {
         assert!(support::join(reads).unwrap(), "the reader never let the other job run");
     }
 }
+
+rt_test! {
+    /// The same with reads of a file the page cache holds, which are served inline (no
+    /// suspension); without the monitor, which would otherwise hand the other job to
+    /// another thread.
+    fn warm_file_reader_yields(workers: usize) {
+        use std::os::unix::fs::FileExt;
+        let rt = support::builder(workers).time_slice(None).build().unwrap();
+        let rt = support::LeakOnPanic::new(rt);
+        let path = std::env::temp_dir().join(format!("openco-fairness-{}-{workers}", std::process::id()));
+        std::fs::write(&path, [7u8; 4096]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let other_ran = Arc::new(AtomicBool::new(false));
+        let reads = {
+            let other_ran = other_ran.clone();
+            rt.blocking(move || {
+                for _ in 0..10_000_000 {
+                    if other_ran.load(Ordering::SeqCst) {
+                        return true;
+                    }
+                    assert_eq!(file.read_at(&mut [0u8; 64], 0).unwrap(), 64);
+                }
+                false
+            })
+        };
+        let other = rt.blocking(move || other_ran.store(true, Ordering::SeqCst));
+        support::join(other).unwrap();
+        assert!(support::join(reads).unwrap(), "the reader never let the other job run");
+        std::fs::remove_file(&path).unwrap();
+    }
+}

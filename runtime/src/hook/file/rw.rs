@@ -132,6 +132,10 @@ unsafe fn transfer(
     }
     // SAFETY: the kernel accepted `iov`, which the caller vouches for.
     if got == 0 || got as usize >= unsafe { iov_total(iov, iovcnt) } {
+        // Served without a wait: counts against the budget, so that a loop of warm reads
+        // lets the worker's other coroutines run (as `hook::wait` does for sockets).
+        coroutine::consume_budget(ctx);
+        sys::set_errno(caller_errno);
         return got;
     }
     let mut scratch = Vec::new();
