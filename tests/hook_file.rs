@@ -21,7 +21,7 @@ use support::conform::{Record, Want::*};
 
 conformance_table! {
     positions, short_reads_at_eof, cold_reads, vectored, append, create_and_truncate, sync_and_allocate,
-    stat_family, directories, renames, open_errors, fd_errors, close_twice,
+    stat_family, directories, renames, open_errors, fd_errors, close_twice, links_and_special_files,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -507,5 +507,85 @@ fn close_twice() -> Record {
     r.call("close", Ret(0), || close(fd));
     r.call("close again", Err(EBADF), || close(fd));
     r.call("read after close", Err(EBADF), || read(fd, &mut [0u8; 1]));
+    r
+}
+
+/// Symlinks (followed, not followed, dangling, through a directory), FIFOs and devices: the
+/// kinds of file the cached lookup (see `hook::file::cached`) must hand to the backend or
+/// answer exactly as libc.
+fn links_and_special_files() -> Record {
+    let (mut r, dir) = (Record::default(), Scratch::new());
+    let (file, link, dangling, sub, sublink) =
+        (dir.path("file"), dir.path("link"), dir.path("dangling"), dir.path("sub"), dir.path("sublink"));
+    std::fs::write(file.to_str().unwrap(), b"target").unwrap();
+    std::fs::create_dir(sub.to_str().unwrap()).unwrap();
+    std::fs::write(dir.0.join("sub/inner"), b"inner").unwrap();
+    // SAFETY: valid C strings.
+    unsafe {
+        assert_eq!(libc::symlink(file.as_ptr(), link.as_ptr()), 0);
+        assert_eq!(libc::symlink(dir.path("nowhere").as_ptr(), dangling.as_ptr()), 0);
+        assert_eq!(libc::symlink(sub.as_ptr(), sublink.as_ptr()), 0);
+    }
+    let fd = r.call("open through a link", Between(3, 1 << 20), || open(&link, libc::O_RDONLY, 0)) as c_int;
+    let mut buf = [0u8; 16];
+    r.call("read the target", Ret(6), || read(fd, &mut buf));
+    close(fd);
+    r.call("open a link O_NOFOLLOW", Err(libc::ELOOP), || open(&link, libc::O_RDONLY | libc::O_NOFOLLOW, 0));
+    r.call("open a dangling link", Err(ENOENT), || open(&dangling, libc::O_RDONLY, 0));
+    let inner = dir.path("sublink/inner");
+    let fd = r.call("open through a linked dir", Between(3, 1 << 20), || open(&inner, libc::O_RDONLY, 0)) as c_int;
+    r.call("read it", Ret(5), || read(fd, &mut buf));
+    close(fd);
+    let fd = r.call("open O_PATH", Between(3, 1 << 20), || open(&file, libc::O_PATH, 0)) as c_int;
+    r.call("read an O_PATH fd", Err(EBADF), || read(fd, &mut buf));
+    close(fd);
+    // SAFETY: an all-zero stat is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers.
+    r.call("stat a dangling link", Err(ENOENT), || unsafe { libc::stat(dangling.as_ptr(), &mut st) });
+    // SAFETY: valid pointers.
+    r.call("lstat a dangling link", Ret(0), || unsafe { libc::lstat(dangling.as_ptr(), &mut st) });
+    r.fact("it is a link", st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+    // SAFETY: an all-zero statx is valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers.
+    r.call("statx NOFOLLOW a link", Ret(0), || unsafe {
+        libc::statx(libc::AT_FDCWD, link.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_TYPE, &mut stx)
+    });
+    r.fact("statx type is a link", u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFLNK);
+    // SAFETY: valid pointers; 0x1 is no flag of statx's.
+    r.call("statx bad flags", Err(EINVAL), || unsafe { libc::statx(libc::AT_FDCWD, file.as_ptr(), 0x1, 0, &mut stx) });
+    let fifo = dir.path("fifo");
+    // SAFETY: a valid C string.
+    r.call("mkfifo", Ret(0), || unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) });
+    r.call("open a FIFO for writing, no reader, O_NONBLOCK", Err(libc::ENXIO), || {
+        open(&fifo, libc::O_WRONLY | libc::O_NONBLOCK, 0)
+    });
+    let rd = r.call("open a FIFO for reading, O_NONBLOCK", Between(3, 1 << 20), || {
+        open(&fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+    }) as c_int;
+    let wr = r.call("then for writing", Between(3, 1 << 20), || open(&fifo, libc::O_WRONLY, 0)) as c_int;
+    r.call("write", Ret(2), || write(wr, b"ok"));
+    r.call("read", Ret(2), || read(rd, &mut buf));
+    close(wr);
+    close(rd);
+    let null = CString::new("/dev/null").unwrap();
+    let fd = r.call("open /dev/null", Between(3, 1 << 20), || open(&null, libc::O_WRONLY, 0)) as c_int;
+    r.call("write to it", Ret(3), || write(fd, b"abc"));
+    close(fd);
+    let subfd = open(&sub, libc::O_RDONLY | libc::O_DIRECTORY, 0);
+    // SAFETY: a valid C string.
+    let fd = r.call("openat relative", Between(3, 1 << 20), || unsafe {
+        libc::openat(subfd, c"inner".as_ptr(), libc::O_RDONLY)
+    }) as c_int;
+    close(fd);
+    // SAFETY: a valid C string.
+    r.call("openat .. relative", Between(3, 1 << 20), || unsafe {
+        libc::openat(subfd, c"../file".as_ptr(), libc::O_RDONLY)
+    })
+    .try_into()
+    .map(close)
+    .ok();
+    close(subfd);
     r
 }

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `OPENCO_WORKERS` | default worker threads of a [`Builder`](crate::Builder) |
 //! | `OPENCO_STACK_SIZE` | default coroutine stack size, in bytes |
+//! | `OPENCO_INLINE_FILE_CALLS` | `0`: every file call inside a coroutine goes to io_uring or the helper threads, none is answered inline from the kernel's caches (for tests and diagnosis); `1` (the default): warm reads, cached lookups and an open file's status are made inline |
 //! | `OPENCO_IO_URING` | `0`: file calls run on helper threads instead of io_uring; `1`: io_uring where the kernel allows (the default) |
 
 use std::io;
@@ -12,6 +13,7 @@ pub(crate) struct Env {
     pub(crate) workers: Option<usize>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) io_uring: Option<bool>,
+    pub(crate) inline_file_calls: Option<bool>,
 }
 
 pub(crate) fn read() -> io::Result<Env> {
@@ -19,6 +21,7 @@ pub(crate) fn read() -> io::Result<Env> {
         workers: number("OPENCO_WORKERS")?,
         stack_size: number("OPENCO_STACK_SIZE")?,
         io_uring: switch("OPENCO_IO_URING")?,
+        inline_file_calls: switch("OPENCO_INLINE_FILE_CALLS")?,
     })
 }
 

@@ -157,6 +157,7 @@ impl Builder {
             max_threads,
             keep_alive: KEEP_ALIVE,
             io_uring: self.io_uring.or(env.io_uring).unwrap_or(true),
+            inline_file_calls: env.inline_file_calls.unwrap_or(true),
         };
         let shared = Arc::new(Shared::new(config, StackPool::new(stack_size, self.max_coroutines))?);
         scheduler::start(&shared)?;

@@ -102,13 +102,15 @@ impl Scheduler {
         // to the threads it starts; one made here lives as long as the thread (leaked: a later
         // scheduler on this thread may rely on it).
         std::mem::forget(overflow::ensure_altstack()?);
+        let env = crate::env::read()?;
         let config = Config {
             workers: 1,
             thread_name: "openco-scheduler".into(),
             time_slice: None,
             max_threads: 1,
             keep_alive: Duration::ZERO,
-            io_uring: crate::env::read()?.io_uring.unwrap_or(true),
+            io_uring: env.io_uring.unwrap_or(true),
+            inline_file_calls: env.inline_file_calls.unwrap_or(true),
         };
         let shared = Arc::new(Shared::new(config, StackPool::new(DEFAULT_STACK_SIZE, None))?);
         let (worker, id) = Worker::new_local(shared.clone())?;

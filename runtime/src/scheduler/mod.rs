@@ -61,6 +61,8 @@ pub(crate) struct Config {
     pub(crate) keep_alive: Duration,
     /// File calls inside coroutines may use io_uring (else they go to helper threads).
     pub(crate) io_uring: bool,
+    /// File calls the kernel can answer from its caches are made inline (`hook::file`).
+    pub(crate) inline_file_calls: bool,
 }
 
 /// What a worker thread does (`Remote::mode`); see `monitor`.

@@ -11,7 +11,8 @@ use std::ffi::CStr;
 use io_uring::{opcode, types};
 use libc::{c_char, c_int, c_uint, off_t};
 
-use super::{call_int, is_local_fs, kind, offloaded, on_ring, Kind};
+use super::cached::{lookup, Lookup};
+use super::{call_int, inline, is_local_fs, kind, offloaded, on_ring, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 
@@ -93,7 +94,7 @@ fallocate_hooks!(fallocate, fallocate64);
 /// other fd, or not in a coroutine: close it inline.
 pub(crate) fn close_file(fd: c_int, plain: impl FnOnce() -> c_int) -> Result<c_int, impl FnOnce() -> c_int> {
     match coroutine::current() {
-        Some(ctx) if fd > 2 && !is_local_fs(fd) && kind(fd) == Kind::File => {
+        Some(ctx) if fd > 2 && !(inline(ctx) && is_local_fs(fd)) && kind(fd) == Kind::File => {
             // SAFETY: an fd argument only.
             Ok(unsafe { call_int(ctx, opcode::Close::CODE, || opcode::Close::new(types::Fd(fd)).build(), plain) })
         }
@@ -114,6 +115,14 @@ unsafe fn statx_in(
     buf: *mut libc::statx,
     plain: impl FnOnce() -> c_int,
 ) -> c_int {
+    if flags & !STATX_FLAGS == 0 {
+        // SAFETY: the caller's path, a C string.
+        match unsafe { cached(ctx, dirfd, path, flags) } {
+            Lookup::Found(probe) => return probe.statx(flags, mask, buf),
+            Lookup::Failed(errno) => return failed(errno),
+            Lookup::Uncached => {}
+        }
+    }
     let entry = || opcode::Statx::new(types::Fd(dirfd), path, buf.cast()).flags(flags).mask(mask).build();
     // SAFETY: the caller's arguments.
     unsafe { call_int(ctx, opcode::Statx::CODE, entry, plain) }
@@ -135,7 +144,7 @@ pub unsafe extern "C" fn statx(
     match coroutine::current() {
         // A null path means "the fd itself" to newer kernels' statx(2) but not to io_uring.
         // SAFETY: the caller's arguments; `path` is a C string.
-        Some(ctx) if !path.is_null() && !unsafe { of_open_file(dirfd, path, flags) } => unsafe {
+        Some(ctx) if !path.is_null() && !unsafe { of_open_file(ctx, dirfd, path, flags) } => unsafe {
             statx_in(ctx, dirfd, path, flags, mask, buf, plain)
         },
         _ => plain(),
@@ -149,9 +158,33 @@ pub unsafe extern "C" fn statx(
 ///
 /// # Safety
 /// `path` is a valid C string.
-unsafe fn of_open_file(dirfd: c_int, path: *const c_char, flags: c_int) -> bool {
+unsafe fn of_open_file(ctx: &Context, dirfd: c_int, path: *const c_char, flags: c_int) -> bool {
     // SAFETY: guaranteed by the caller.
-    flags & libc::AT_EMPTY_PATH != 0 && unsafe { *path } == 0 && dirfd >= 0 && is_local_fs(dirfd)
+    inline(ctx) && flags & libc::AT_EMPTY_PATH != 0 && unsafe { *path } == 0 && dirfd >= 0 && is_local_fs(dirfd)
+}
+
+/// The flags `statx` accepts.
+const STATX_FLAGS: c_int =
+    libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_SYNC_TYPE;
+
+/// A cached lookup of a stat call's non-empty `path` (see `cached`), if the runtime makes
+/// such calls inline.
+///
+/// # Safety
+/// `path` is a C string.
+unsafe fn cached(ctx: &Context, dirfd: c_int, path: *const c_char, flags: c_int) -> Lookup {
+    // SAFETY: guaranteed by the caller.
+    if !inline(ctx) || unsafe { *path } == 0 {
+        return Lookup::Uncached; // an empty path names `dirfd` itself (`AT_EMPTY_PATH`)
+    }
+    // SAFETY: as above.
+    unsafe { lookup(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, false) }
+}
+
+/// -1 with `errno`.
+fn failed(errno: c_int) -> c_int {
+    crate::sys::set_errno(errno);
+    -1
 }
 
 /// The flags `fstatat` accepts (the kernel's `vfs_fstatat` takes `statx`'s sync bits too);
@@ -172,6 +205,12 @@ unsafe fn stat_in(
     flags: c_int,
     plain: impl FnOnce() -> c_int,
 ) -> c_int {
+    // SAFETY: the caller's path, a C string.
+    match unsafe { cached(ctx, dirfd, path, flags) } {
+        Lookup::Found(probe) => return probe.fstat(buf),
+        Lookup::Failed(errno) => return failed(errno),
+        Lookup::Uncached => {}
+    }
     // SAFETY: an all-zero `statx` is a valid value to be overwritten.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     let stx_ptr: *mut libc::statx = &mut stx;
@@ -231,7 +270,7 @@ macro_rules! fstat_hooks {
             match coroutine::current() {
                 // A negative fd must not become `AT_FDCWD` (the working directory).
                 // SAFETY: the caller's arguments; `EMPTY` is static.
-                Some(ctx) if fd >= 0 && !buf.is_null() && !is_local_fs(fd) => unsafe { stat_in(ctx, fd, EMPTY.as_ptr(), buf.cast(), libc::AT_EMPTY_PATH, plain) },
+                Some(ctx) if fd >= 0 && !buf.is_null() && !(inline(ctx) && is_local_fs(fd)) => unsafe { stat_in(ctx, fd, EMPTY.as_ptr(), buf.cast(), libc::AT_EMPTY_PATH, plain) },
                 _ => plain(),
             }
         }
@@ -268,7 +307,7 @@ macro_rules! fstatat_hooks {
             match coroutine::current() {
                 // SAFETY (of `of_open_file`): `path` is a C string.
                 Some(ctx) if !path.is_null() && !buf.is_null() && flags & !FSTATAT_FLAGS == 0
-                    && !unsafe { of_open_file(dirfd, path, flags) } => {
+                    && !unsafe { of_open_file(ctx, dirfd, path, flags) } => {
                     // SAFETY: the caller's arguments.
                     unsafe { stat_in(ctx, dirfd, path, buf.cast(), flags, plain) }
                 }

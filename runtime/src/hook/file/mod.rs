@@ -28,6 +28,7 @@
 //! `offload::run` until the helper is done (see `offload`), as it stays in `uring::run`
 //! until the kernel is (invariant 1 of `io::uring`).
 
+mod cached;
 mod meta;
 mod path;
 mod rw;
@@ -123,6 +124,12 @@ pub(crate) fn is_local_fs(fd: c_int) -> bool {
         0x7472_6163, // tracefs
     ];
     LOCAL.contains(&(fs.f_type as i64))
+}
+
+/// Whether the running coroutine's runtime answers file calls from the kernel's caches
+/// inline when it can (`OPENCO_INLINE_FILE_CALLS`).
+pub(crate) fn inline(ctx: &Context) -> bool {
+    ctx.shared.config.inline_file_calls
 }
 
 /// A closure that may be sent to a helper thread although it captures raw pointers.

@@ -11,9 +11,11 @@
 use io_uring::{opcode, squeue::Flags, types::Fd};
 use libc::{c_char, c_int, c_uint, mode_t};
 
-use super::call_int;
+use super::cached::{lookup, may_reopen, Lookup};
+use super::{call_int, inline};
 use crate::coroutine;
 use crate::hook::real;
+use crate::sys;
 
 /// The mode `open` uses: the variadic argument if `flags` asks for one, else 0.
 fn open_mode(flags: c_int, mode: c_uint) -> mode_t {
@@ -36,6 +38,23 @@ unsafe fn openat_in(
     plain: impl FnOnce() -> c_int,
 ) -> c_int {
     let Some(ctx) = coroutine::current() else { return plain() };
+    if inline(ctx) && may_reopen(flags) {
+        let (follow, directory) = (flags & libc::O_NOFOLLOW == 0, flags & libc::O_DIRECTORY != 0);
+        // SAFETY: the caller's path.
+        let answer = match unsafe { lookup(dirfd, path, follow, directory) } {
+            Lookup::Found(probe) => probe.reopen(flags),
+            Lookup::Failed(errno) => Some(Err(errno)),
+            Lookup::Uncached => None,
+        };
+        match answer {
+            Some(Ok(fd)) => return fd,
+            Some(Err(errno)) => {
+                sys::set_errno(errno);
+                return -1;
+            }
+            None => {}
+        }
+    }
     let mode = open_mode(flags, mode);
     // `ASYNC`: straight to the kernel's workers. io_uring's first, inline try at an open
     // adds `O_NONBLOCK`, which changes what opening a FIFO does (`ENXIO` for a writer with

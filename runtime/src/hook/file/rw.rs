@@ -6,7 +6,7 @@
 use io_uring::{opcode, types::Fd};
 use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
 
-use super::{call, kind, Kind};
+use super::{call, inline, kind, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 use crate::hook::rw::{iov_after, iov_total, RWF_NOWAIT};
@@ -116,9 +116,9 @@ unsafe fn transfer(
     write: bool,
     plain: impl FnOnce() -> isize,
 ) -> isize {
-    if write {
+    if write || !inline(ctx) {
         // SAFETY: guaranteed by the caller.
-        return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, true, plain) };
+        return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, write, plain) };
     }
     let caller_errno = sys::errno();
     let got = rw2(fd, iov, iovcnt, offset, false, RWF_NOWAIT);
