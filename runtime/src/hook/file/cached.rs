@@ -141,6 +141,8 @@ impl Probe {
         for (i, d) in digits[..len].iter().rev().enumerate() {
             path[prefix.len() + i] = *d;
         }
+        // The probe's lookup already honoured `O_NOFOLLOW`; on the magic link it would fail.
+        let flags = flags & !libc::O_NOFOLLOW;
         let errno = sys::errno();
         // SAFETY: `path` is NUL-terminated (zero-filled past the digits).
         let fd = unsafe { sys::syscall!(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags, 0) };
