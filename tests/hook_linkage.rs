@@ -1,6 +1,6 @@
-//! Proves that openco's libc hooks are linked into this test binary: the sleep family that
-//! Rust code (this file's and `std`'s) calls resolves to the executable's own definitions,
-//! not to libc's.
+//! Proves that openco's libc hooks are linked into this test binary: the sleep and file
+//! families and the pthread locks that Rust code (this file's and `std`'s) and C code
+//! linked in (SQLite) call resolve to the executable's own definitions, not to libc's.
 //!
 //! How, and why this way: a Rust reference such as `libc::clock_nanosleep` is bound by the
 //! static linker, which prefers the `#[no_mangle]` definition in openco's rlib to the shared
@@ -33,6 +33,59 @@ fn hooked() -> Vec<(&'static CStr, usize)> {
         (c"nanosleep", libc::nanosleep as *const () as usize),
         (c"usleep", libc::usleep as *const () as usize),
         (c"sleep", libc::sleep as *const () as usize),
+        // The file family (C code built with `_FILE_OFFSET_BITS=64` calls the `*64` names)
+        // and the pthread locks openco counts.
+        (c"open", libc::open as *const () as usize),
+        (c"open64", libc::open64 as *const () as usize),
+        (c"openat", libc::openat as *const () as usize),
+        (c"openat64", libc::openat64 as *const () as usize),
+        (c"creat", libc::creat as *const () as usize),
+        (c"creat64", libc::creat64 as *const () as usize),
+        (c"read", libc::read as *const () as usize),
+        (c"readv", libc::readv as *const () as usize),
+        (c"write", libc::write as *const () as usize),
+        (c"writev", libc::writev as *const () as usize),
+        (c"pread", libc::pread as *const () as usize),
+        (c"pread64", libc::pread64 as *const () as usize),
+        (c"preadv", libc::preadv as *const () as usize),
+        (c"preadv64", libc::preadv64 as *const () as usize),
+        (c"pwrite", libc::pwrite as *const () as usize),
+        (c"pwrite64", libc::pwrite64 as *const () as usize),
+        (c"pwritev", libc::pwritev as *const () as usize),
+        (c"pwritev64", libc::pwritev64 as *const () as usize),
+        (c"fsync", libc::fsync as *const () as usize),
+        (c"fdatasync", libc::fdatasync as *const () as usize),
+        (c"ftruncate", libc::ftruncate as *const () as usize),
+        (c"ftruncate64", libc::ftruncate64 as *const () as usize),
+        (c"fallocate", libc::fallocate as *const () as usize),
+        (c"fallocate64", libc::fallocate64 as *const () as usize),
+        (c"statx", libc::statx as *const () as usize),
+        (c"fstat", libc::fstat as *const () as usize),
+        (c"fstat64", libc::fstat64 as *const () as usize),
+        (c"stat", libc::stat as *const () as usize),
+        (c"stat64", libc::stat64 as *const () as usize),
+        (c"lstat", libc::lstat as *const () as usize),
+        (c"lstat64", libc::lstat64 as *const () as usize),
+        (c"fstatat", libc::fstatat as *const () as usize),
+        (c"fstatat64", libc::fstatat64 as *const () as usize),
+        (c"unlink", libc::unlink as *const () as usize),
+        (c"unlinkat", libc::unlinkat as *const () as usize),
+        (c"rmdir", libc::rmdir as *const () as usize),
+        (c"rename", libc::rename as *const () as usize),
+        (c"renameat", libc::renameat as *const () as usize),
+        (c"renameat2", libc::renameat2 as *const () as usize),
+        (c"mkdir", libc::mkdir as *const () as usize),
+        (c"mkdirat", libc::mkdirat as *const () as usize),
+        (c"close", libc::close as *const () as usize),
+        (c"pthread_mutex_lock", libc::pthread_mutex_lock as *const () as usize),
+        (c"pthread_mutex_trylock", libc::pthread_mutex_trylock as *const () as usize),
+        (c"pthread_mutex_timedlock", libc::pthread_mutex_timedlock as *const () as usize),
+        (c"pthread_mutex_unlock", libc::pthread_mutex_unlock as *const () as usize),
+        (c"pthread_rwlock_rdlock", libc::pthread_rwlock_rdlock as *const () as usize),
+        (c"pthread_rwlock_wrlock", libc::pthread_rwlock_wrlock as *const () as usize),
+        (c"pthread_rwlock_tryrdlock", libc::pthread_rwlock_tryrdlock as *const () as usize),
+        (c"pthread_rwlock_trywrlock", libc::pthread_rwlock_trywrlock as *const () as usize),
+        (c"pthread_rwlock_unlock", libc::pthread_rwlock_unlock as *const () as usize),
     ]
 }
 
