@@ -20,7 +20,7 @@ use libc::{c_int, EBADF, EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY, ESP
 use support::conform::{Record, Want::*};
 
 conformance_table! {
-    positions, short_reads_at_eof, cold_reads, vectored, append, create_and_truncate, sync_and_allocate,
+    positions, short_reads_at_eof, cold_reads, direct_io, vectored, append, create_and_truncate, sync_and_allocate,
     stat_family, directories, renames, open_errors, fd_errors, close_twice, links_and_special_files,
 }
 
@@ -191,6 +191,35 @@ fn cold_reads() -> Record {
     r.call("cold preadv at 0", Ret(65536), || unsafe { libc::preadv64(fd, iov.as_ptr(), 2, 0) });
     r.check("preadv bytes", a[..] == data[..100] && b[..65436] == data[100..]);
     r.call("close", Ret(0), || close(fd));
+    r
+}
+
+/// `O_DIRECT` reads and writes (aligned), which bypass the page cache: never served inline.
+/// A filesystem without `O_DIRECT` refuses the open, inside and outside alike.
+fn direct_io() -> Record {
+    let (mut r, dir) = (Record::default(), Scratch::new());
+    let path = dir.path("direct");
+    let data: Vec<u8> = (0..8192u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(path.to_str().unwrap(), &data).unwrap();
+    let fd = r.call("open O_DIRECT", Between(-1, 1 << 20), || open(&path, libc::O_RDWR | libc::O_DIRECT, 0)) as c_int;
+    r.fact("the filesystem takes O_DIRECT", fd >= 0);
+    if fd < 0 {
+        return r;
+    }
+    let layout = std::alloc::Layout::from_size_align(8192, 4096).unwrap();
+    // SAFETY: a non-zero size.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    // SAFETY: `buf` is 8192 bytes, 4096-aligned, ours until freed below.
+    let aligned = unsafe { std::slice::from_raw_parts_mut(buf, 8192) };
+    r.call("pread 8 KiB", Ret(8192), || pread(fd, aligned, 0));
+    r.check("pread bytes", aligned[..] == data[..]);
+    r.call("read 4 KiB", Ret(4096), || read(fd, &mut aligned[..4096]));
+    r.call("pwrite 4 KiB at 4096", Ret(4096), || pwrite(fd, &aligned[..4096], 4096));
+    r.call("unaligned pread", Err(EINVAL), || pread(fd, &mut aligned[1..4097], 0));
+    r.call("close", Ret(0), || close(fd));
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    r.check("file now", contents(&path)[4096..] == data[..4096]);
     r
 }
 

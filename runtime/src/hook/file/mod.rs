@@ -50,7 +50,9 @@ pub(crate) enum Kind {
     /// A socket, pipe, FIFO, eventfd, tty or other character device: it waits for readiness.
     Waitable,
     /// A regular file, directory or block device: it goes to the ring or a helper.
-    File,
+    /// `direct`: opened `O_DIRECT`, whose reads the page cache never serves (and which
+    /// `RWF_NOWAIT` would not stop from waiting for the device).
+    File { direct: bool },
     /// Goes to libc as it is: the user made it non-blocking, it is an `O_PATH` fd, or its
     /// flags cannot be read (libc gives `EBADF`).
     Plain,
@@ -83,7 +85,7 @@ pub(crate) fn kind(fd: c_int) -> Kind {
     }
     match st.st_mode & libc::S_IFMT {
         libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK => Kind::Waitable,
-        _ => Kind::File,
+        _ => Kind::File { direct: fl & libc::O_DIRECT != 0 },
     }
 }
 

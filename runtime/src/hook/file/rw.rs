@@ -19,7 +19,8 @@ const MAX_RW_COUNT: usize = 0x7fff_f000;
 /// The most iovecs a vectored call takes (`UIO_MAXIOV`).
 const IOV_MAX: c_int = 1024;
 
-/// Reads `count` bytes at `offset` (-1: the current position) of a file.
+/// Reads `count` bytes at `offset` (-1: the current position) of a file; `cached`: what
+/// the page cache holds may be taken inline (see [`transfer`]).
 ///
 /// # Safety
 /// As libc's `read`/`pread`, with `plain` the libc call of the same arguments.
@@ -29,6 +30,7 @@ pub(crate) unsafe fn read_at(
     buf: *mut c_void,
     count: size_t,
     offset: i64,
+    cached: bool,
     plain: impl FnOnce() -> isize,
 ) -> isize {
     if count == 0 {
@@ -36,7 +38,7 @@ pub(crate) unsafe fn read_at(
     }
     let iov = iovec { iov_base: buf, iov_len: count.min(MAX_RW_COUNT) };
     // SAFETY: the caller's buffer, described by one iovec on this stack.
-    unsafe { transfer(ctx, fd, &iov, 1, offset, false, plain) }
+    unsafe { transfer(ctx, fd, &iov, 1, offset, Dir::Read { cached }, plain) }
 }
 
 /// Writes `count` bytes at `offset` (-1: the current position, or the end with `O_APPEND`).
@@ -56,10 +58,11 @@ pub(crate) unsafe fn write_at(
     }
     let iov = iovec { iov_base: buf.cast_mut(), iov_len: count.min(MAX_RW_COUNT) };
     // SAFETY: the caller's buffer, described by one iovec on this stack.
-    unsafe { transfer(ctx, fd, &iov, 1, offset, true, plain) }
+    unsafe { transfer(ctx, fd, &iov, 1, offset, Dir::Write, plain) }
 }
 
-/// `readv` at `offset`; counts io_uring and libc would judge differently go to libc.
+/// `readv` at `offset`, as [`read_at`]; counts io_uring and libc would judge differently go
+/// to libc.
 ///
 /// # Safety
 /// As libc's `readv`/`preadv`, with `plain` the libc call of the same arguments.
@@ -69,13 +72,14 @@ pub(crate) unsafe fn readv_at(
     iov: *const iovec,
     iovcnt: c_int,
     offset: i64,
+    cached: bool,
     plain: impl FnOnce() -> isize,
 ) -> isize {
     if !(1..=IOV_MAX).contains(&iovcnt) {
         return plain(); // EINVAL, or 0 bytes: nothing to wait for
     }
     // SAFETY: the caller's arguments.
-    unsafe { transfer(ctx, fd, iov, iovcnt, offset, false, plain) }
+    unsafe { transfer(ctx, fd, iov, iovcnt, offset, Dir::Read { cached }, plain) }
 }
 
 /// `writev` at `offset`, as [`readv_at`].
@@ -94,7 +98,17 @@ pub(crate) unsafe fn writev_at(
         return plain();
     }
     // SAFETY: the caller's arguments.
-    unsafe { transfer(ctx, fd, iov, iovcnt, offset, true, plain) }
+    unsafe { transfer(ctx, fd, iov, iovcnt, offset, Dir::Write, plain) }
+}
+
+/// Which way a [`transfer`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// `cached`: the page cache may serve it (not `O_DIRECT`).
+    Read {
+        cached: bool,
+    },
+    Write,
 }
 
 /// One read or write of a file. A read first takes what the page cache holds, inline
@@ -113,10 +127,11 @@ unsafe fn transfer(
     iov: *const iovec,
     iovcnt: c_int,
     offset: i64,
-    write: bool,
+    dir: Dir,
     plain: impl FnOnce() -> isize,
 ) -> isize {
-    if write || !inline(ctx) {
+    let write = dir == Dir::Write;
+    if dir != (Dir::Read { cached: true }) || !inline(ctx) {
         // SAFETY: guaranteed by the caller.
         return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, write, plain) };
     }
@@ -183,13 +198,17 @@ fn rw2(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: i64, write: bool, fl
 /// The coroutine, if the positioned call on `fd` at `offset` should go to the file path: a
 /// file, and an offset io_uring reads as libc does (it takes -1 as "the current position"
 /// where `pread` fails with `EINVAL`). Sockets and pipes go to libc, which answers `ESPIPE`.
-fn positioned(fd: c_int, offset: off_t) -> Option<&'static Context> {
+fn positioned(fd: c_int, offset: off_t) -> Option<(&'static Context, bool)> {
     let ctx = coroutine::current()?;
-    (offset >= 0 && kind(fd) == Kind::File).then_some(ctx)
+    match kind(fd) {
+        Kind::File { direct } if offset >= 0 => Some((ctx, !direct)),
+        _ => None,
+    }
 }
 
 macro_rules! positioned_hooks {
-    ($($name:ident($buf:ty, $len:ty) => $at:ident),* $(,)?) => {$(
+    // `$c` names the "page cache may serve it" flag, passed on to the reads (`$at($c)`).
+    ($c:ident; $($name:ident($buf:ty, $len:ty) => $at:ident $(($cached:ident))?),* $(,)?) => {$(
         /// # Safety
         /// As libc's function of this name.
         #[no_mangle]
@@ -199,20 +218,21 @@ macro_rules! positioned_hooks {
             let plain = move || unsafe { real(fd, buf, len, offset) };
             match positioned(fd, offset) {
                 // SAFETY: the caller's arguments.
-                Some(ctx) => unsafe { $at(ctx, fd, buf, len, offset, plain) },
+                #[allow(unused_variables)]
+                Some((ctx, $c)) => unsafe { $at(ctx, fd, buf, len, offset, $($cached,)? plain) },
                 None => plain(),
             }
         }
     )*};
 }
 
-positioned_hooks!(
-    pread(*mut c_void, size_t) => read_at,
-    pread64(*mut c_void, size_t) => read_at,
+positioned_hooks!(cached;
+    pread(*mut c_void, size_t) => read_at(cached),
+    pread64(*mut c_void, size_t) => read_at(cached),
     pwrite(*const c_void, size_t) => write_at,
     pwrite64(*const c_void, size_t) => write_at,
-    preadv(*const iovec, c_int) => readv_at,
-    preadv64(*const iovec, c_int) => readv_at,
+    preadv(*const iovec, c_int) => readv_at(cached),
+    preadv64(*const iovec, c_int) => readv_at(cached),
     pwritev(*const iovec, c_int) => writev_at,
     pwritev64(*const iovec, c_int) => writev_at,
 );
