@@ -528,11 +528,13 @@ fn fd_errors() -> Record {
     r
 }
 
-/// A file closed twice: the second close fails with `EBADF`.
+/// A file closed twice: the second close fails with `EBADF`. The fd is moved to a number
+/// of its own first (`fd_slot`), which no other test's open can be given in between.
 fn close_twice() -> Record {
     let (mut r, dir) = (Record::default(), Scratch::new());
     let path = dir.path("f");
     let fd = r.call("open", Between(3, 1 << 20), || open(&path, libc::O_CREAT | libc::O_RDWR, 0o600)) as c_int;
+    let fd = support::fd::move_to(support::fd::own(fd), support::fd::fd_slot(0));
     r.call("close", Ret(0), || close(fd));
     r.call("close again", Err(EBADF), || close(fd));
     r.call("read after close", Err(EBADF), || read(fd, &mut [0u8; 1]));
