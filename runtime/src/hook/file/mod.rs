@@ -20,7 +20,13 @@
 //!   come here for any argument libc would accept; arguments io_uring reads differently
 //!   (a negative offset, which io_uring takes as "the current position"; a null `statx`
 //!   path) go to libc, which rejects them without blocking.
-//! - `close` of a regular file goes to the ring (`hook::fd`).
+//! - `close` of a file on a filesystem that may flush over the network goes to the ring
+//!   (`hook::fd`).
+//! - What the kernel answers from its caches is made inline, without a suspension (unless
+//!   `OPENCO_INLINE_FILE_CALLS=0`): a read the page cache holds (`preadv2(RWF_NOWAIT)`, see
+//!   `rw`), an open or stat whose path lookup is cached on a local filesystem (`cached`),
+//!   an open file's own status and its close on a local filesystem ([`is_local_fs`]). These
+//!   count against the coroutine's budget, as socket calls that did not wait do.
 //! - Each call has both spellings glibc exports (`pread`/`pread64`...): C code built with
 //!   `_FILE_OFFSET_BITS=64`, such as SQLite, calls the `*64` names.
 //!
