@@ -66,3 +66,27 @@ rt_test! {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+rt_test! {
+    /// And with `stat` by path, answered from the kernel's caches inline.
+    fn stat_loop_yields(workers: usize) {
+        let rt = support::builder(workers).time_slice(None).build().unwrap();
+        let rt = support::LeakOnPanic::new(rt);
+        let other_ran = Arc::new(AtomicBool::new(false));
+        let stats = {
+            let other_ran = other_ran.clone();
+            rt.blocking(move || {
+                for _ in 0..10_000_000 {
+                    if other_ran.load(Ordering::SeqCst) {
+                        return true;
+                    }
+                    assert!(std::fs::metadata("Cargo.toml").unwrap().is_file());
+                }
+                false
+            })
+        };
+        let other = rt.blocking(move || other_ran.store(true, Ordering::SeqCst));
+        support::join(other).unwrap();
+        assert!(support::join(stats).unwrap(), "the stat loop never let the other job run");
+    }
+}

@@ -12,7 +12,7 @@ use io_uring::{opcode, types};
 use libc::{c_char, c_int, c_uint, off_t};
 
 use super::cached::{lookup, Lookup};
-use super::{call_int, inline, is_local_fs, kind, offloaded, on_ring, Kind};
+use super::{call_int, inline, inline_call, is_local_fs, kind, offloaded, on_ring, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 
@@ -118,8 +118,8 @@ unsafe fn statx_in(
     if flags & !STATX_FLAGS == 0 {
         // SAFETY: the caller's path, a C string.
         match unsafe { cached(ctx, dirfd, path, flags) } {
-            Lookup::Found(probe) => return probe.statx(flags, mask, buf),
-            Lookup::Failed(errno) => return failed(errno),
+            Lookup::Found(probe) => return inline_call(ctx, || probe.statx(flags, mask, buf)),
+            Lookup::Failed(errno) => return inline_call(ctx, || failed(errno)),
             Lookup::Uncached => {}
         }
     }
@@ -144,9 +144,13 @@ pub unsafe extern "C" fn statx(
     match coroutine::current() {
         // A null path means "the fd itself" to newer kernels' statx(2) but not to io_uring.
         // SAFETY: the caller's arguments; `path` is a C string.
-        Some(ctx) if !path.is_null() && !unsafe { of_open_file(ctx, dirfd, path, flags) } => unsafe {
-            statx_in(ctx, dirfd, path, flags, mask, buf, plain)
-        },
+        Some(ctx) if !path.is_null() => {
+            if unsafe { of_open_file(ctx, dirfd, path, flags) } {
+                return inline_call(ctx, plain);
+            }
+            // SAFETY: the caller's arguments.
+            unsafe { statx_in(ctx, dirfd, path, flags, mask, buf, plain) }
+        }
         _ => plain(),
     }
 }
@@ -207,8 +211,8 @@ unsafe fn stat_in(
 ) -> c_int {
     // SAFETY: the caller's path, a C string.
     match unsafe { cached(ctx, dirfd, path, flags) } {
-        Lookup::Found(probe) => return probe.fstat(buf),
-        Lookup::Failed(errno) => return failed(errno),
+        Lookup::Found(probe) => return inline_call(ctx, || probe.fstat(buf)),
+        Lookup::Failed(errno) => return inline_call(ctx, || failed(errno)),
         Lookup::Uncached => {}
     }
     // SAFETY: an all-zero `statx` is a valid value to be overwritten.
@@ -270,7 +274,13 @@ macro_rules! fstat_hooks {
             match coroutine::current() {
                 // A negative fd must not become `AT_FDCWD` (the working directory).
                 // SAFETY: the caller's arguments; `EMPTY` is static.
-                Some(ctx) if fd >= 0 && !buf.is_null() && !(inline(ctx) && is_local_fs(fd)) => unsafe { stat_in(ctx, fd, EMPTY.as_ptr(), buf.cast(), libc::AT_EMPTY_PATH, plain) },
+                Some(ctx) if fd >= 0 && !buf.is_null() => {
+                    if inline(ctx) && is_local_fs(fd) {
+                        return inline_call(ctx, plain);
+                    }
+                    // SAFETY: the caller's arguments; `EMPTY` is static.
+                    unsafe { stat_in(ctx, fd, EMPTY.as_ptr(), buf.cast(), libc::AT_EMPTY_PATH, plain) }
+                }
                 _ => plain(),
             }
         }
@@ -305,9 +315,11 @@ macro_rules! fstatat_hooks {
             // SAFETY: the caller's arguments, passed on as they are.
             let plain = move || unsafe { real(dirfd, path, buf, flags) };
             match coroutine::current() {
-                // SAFETY (of `of_open_file`): `path` is a C string.
-                Some(ctx) if !path.is_null() && !buf.is_null() && flags & !FSTATAT_FLAGS == 0
-                    && !unsafe { of_open_file(ctx, dirfd, path, flags) } => {
+                Some(ctx) if !path.is_null() && !buf.is_null() && flags & !FSTATAT_FLAGS == 0 => {
+                    // SAFETY: `path` is a C string.
+                    if unsafe { of_open_file(ctx, dirfd, path, flags) } {
+                        return inline_call(ctx, plain);
+                    }
                     // SAFETY: the caller's arguments.
                     unsafe { stat_in(ctx, dirfd, path, buf.cast(), flags, plain) }
                 }

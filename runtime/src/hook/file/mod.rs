@@ -140,6 +140,14 @@ pub(crate) fn inline(ctx: &Context) -> bool {
     ctx.shared.config.inline_file_calls
 }
 
+/// Makes a call the kernel answers from its caches, inline, and counts it against the
+/// coroutine's budget (a loop of such calls must let the worker's other coroutines run).
+pub(crate) fn inline_call<R>(ctx: &Context, call: impl FnOnce() -> R) -> R {
+    let ret = call();
+    crate::coroutine::consume_budget(ctx);
+    ret
+}
+
 /// A closure that may be sent to a helper thread although it captures raw pointers.
 struct AssertSend<F>(F);
 

@@ -12,7 +12,7 @@ use io_uring::{opcode, squeue::Flags, types::Fd};
 use libc::{c_char, c_int, c_uint, mode_t};
 
 use super::cached::{lookup, may_reopen, Lookup};
-use super::{call_int, inline};
+use super::{call_int, inline, inline_call};
 use crate::coroutine;
 use crate::hook::real;
 use crate::sys;
@@ -47,10 +47,12 @@ unsafe fn openat_in(
             Lookup::Uncached => None,
         };
         match answer {
-            Some(Ok(fd)) => return fd,
+            Some(Ok(fd)) => return inline_call(ctx, || fd),
             Some(Err(errno)) => {
-                sys::set_errno(errno);
-                return -1;
+                return inline_call(ctx, || {
+                    sys::set_errno(errno);
+                    -1
+                })
             }
             None => {}
         }

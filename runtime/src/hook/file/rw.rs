@@ -6,7 +6,7 @@
 use io_uring::{opcode, types::Fd};
 use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
 
-use super::{call, inline, kind, Kind};
+use super::{call, inline, inline_call, kind, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 use crate::hook::rw::{iov_after, iov_total, RWF_NOWAIT};
@@ -149,9 +149,8 @@ unsafe fn transfer(
     if got == 0 || got as usize >= unsafe { iov_total(iov, iovcnt) } {
         // Served without a wait: counts against the budget, so that a loop of warm reads
         // lets the worker's other coroutines run (as `hook::wait` does for sockets).
-        coroutine::consume_budget(ctx);
         sys::set_errno(caller_errno);
-        return got;
+        return inline_call(ctx, || got);
     }
     let mut scratch = Vec::new();
     // SAFETY: as above; `got` bytes of it were read.
