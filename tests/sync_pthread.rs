@@ -131,3 +131,31 @@ rt_test! {
         }
     }
 }
+
+rt_test! {
+    /// A lock held when a panic starts and released by the unwinding is counted off: once
+    /// the panic is caught, the coroutine suspends again.
+    fn a_lock_released_while_unwinding_is_counted_off(workers: usize) {
+        support::quiet_panics();
+        let rt = support::rt_leak_on_panic(workers);
+        let m = PMutex::new();
+        let job = rt.blocking(move || {
+            struct Unlock<'a>(&'a PMutex);
+            impl Drop for Unlock<'_> {
+                fn drop(&mut self) {
+                    // SAFETY: locked below by this thread.
+                    assert_eq!(unsafe { libc::pthread_mutex_unlock(self.0 .0.get()) }, 0);
+                }
+            }
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // SAFETY: an initialised mutex.
+                assert_eq!(unsafe { libc::pthread_mutex_lock(m.0.get()) }, 0);
+                let _unlock = Unlock(&m);
+                std::panic::panic_any(support::EXPECTED);
+            }));
+            assert!(caught.is_err());
+            openco::in_coroutine()
+        });
+        assert!(join(job).unwrap(), "the lock released by the unwinding was still counted");
+    }
+}

@@ -114,19 +114,17 @@ pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
 /// Every hook asks this first, and behaves as libc's function when it says `None`.
 #[inline]
 pub(crate) fn current() -> Option<&'static Context> {
-    running().filter(|ctx| ctx.locks_held.get() == 0)
+    // A panicking coroutine is treated as plain code: it must not suspend, because the panic
+    // count is per thread and a second coroutine panicking meanwhile would abort the process.
+    running().filter(|ctx| ctx.locks_held.get() == 0 && !std::thread::panicking())
 }
 
 /// The context of the coroutine running on this thread, if any, whether or not it may
-/// suspend (it holds locks), unless it is panicking.
+/// suspend (it holds locks, or it is panicking: a lock taken before a panic is released by
+/// the unwinding and must be counted off).
 #[inline]
 pub(crate) fn running() -> Option<&'static Context> {
     let ptr = CURRENT.try_with(|c| c.get()).unwrap_or(std::ptr::null());
-    // A panicking coroutine is treated as plain code: it must not suspend, because the panic
-    // count is per thread and a second coroutine panicking meanwhile would abort the process.
-    if ptr.is_null() || std::thread::panicking() {
-        return None;
-    }
     // SAFETY: a non-null `CURRENT` points at the `Context` on the stack of the coroutine that
     // is running right now (invariant 1); the reference is used before it suspends.
     unsafe { ptr.as_ref() }
