@@ -22,10 +22,10 @@ pub const DEFAULT_RED_ZONE: usize = 100 * 1024;
 pub const DEFAULT_SEGMENT_SIZE: usize = 1024 * 1024;
 
 /// Submits a job that runs `f(param)`: `task!(f, param)` or `task!(f, param, priority)`.
-/// Returns its [`JoinHandle`](crate::JoinHandle): await it, [`join`](crate::JoinHandle::join)
+/// Returns its [`JoinHandle`]: await it, [`join`](crate::JoinHandle::join)
 /// it, or [`timeout_join`](crate::JoinHandle::timeout_join) it.
 ///
-/// The priority is a `u8` or a [`Priority`](crate::Priority); smaller runs first, and the
+/// The priority is a `u8` or a [`Priority`]; smaller runs first, and the
 /// default is [`Priority::DEFAULT`](crate::Priority::DEFAULT) (128). Called inside a
 /// coroutine (in a `#[openco::main]` body, in a job), the job goes to that coroutine's
 /// runtime; elsewhere to the global one, as with [`blocking`](crate::blocking). `f` and

@@ -87,7 +87,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler for the calling thread, with coroutine stacks of
-    /// [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE) unless a job asks for another size.
+    /// [`DEFAULT_STACK_SIZE`] unless a job asks for another size.
     ///
     /// Fails if the kernel refuses the scheduler's epoll instance or eventfd.
     ///
@@ -128,9 +128,9 @@ impl Scheduler {
     /// [`try_timeout_schedule`](Scheduler::try_timeout_schedule).
     ///
     /// `stack_size`: `None` takes a pooled stack of
-    /// [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE); `Some(n)` gives the job a stack of
+    /// [`DEFAULT_STACK_SIZE`]; `Some(n)` gives the job a stack of
     /// its own of at least `n` usable bytes: `n` is rounded up to
-    /// [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE) and to whole pages. Such a stack is mapped
+    /// [`MIN_STACK_SIZE`] and to whole pages. Such a stack is mapped
     /// when the job starts and unmapped when it ends (if it cannot be mapped, the job is
     /// cancelled). `f` is `Send` as for [`Runtime::blocking`](crate::Runtime::blocking),
     /// so that the handle can be awaited anywhere.
