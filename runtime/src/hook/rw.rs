@@ -92,7 +92,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
                 read_in(ctx, fd, &iov, 1, plain)
             }
             // SAFETY: the caller's arguments.
-            Kind::File { direct } => unsafe { file::read_at(ctx, fd, buf, count, -1, !direct, plain) },
+            Kind::File(cache) => unsafe { file::read_at(ctx, fd, buf, count, -1, cache, plain) },
             Kind::Plain => plain(),
         },
         _ => plain(),
@@ -110,7 +110,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
         Some(ctx) if fd > 2 => match kind(fd) {
             Kind::Waitable => read_in(ctx, fd, iov, iovcnt, plain),
             // SAFETY: the caller's arguments.
-            Kind::File { direct } => unsafe { file::readv_at(ctx, fd, iov, iovcnt, -1, !direct, plain) },
+            Kind::File(cache) => unsafe { file::readv_at(ctx, fd, iov, iovcnt, -1, cache, plain) },
             Kind::Plain => plain(),
         },
         _ => plain(),
@@ -128,7 +128,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
         Some(ctx) if count > 0 && fd > 2 => match kind(fd) {
             Kind::Waitable => ctx,
             // SAFETY: the caller's arguments.
-            Kind::File { .. } => return unsafe { file::write_at(ctx, fd, buf, count, -1, plain) },
+            Kind::File(cache) => return unsafe { file::write_at(ctx, fd, buf, count, -1, cache, plain) },
             Kind::Plain => return plain(),
         },
         _ => return plain(),
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
         Some(ctx) if fd > 2 => match kind(fd) {
             Kind::Waitable => ctx,
             // SAFETY: the caller's arguments.
-            Kind::File { .. } => return unsafe { file::writev_at(ctx, fd, iov, iovcnt, -1, plain) },
+            Kind::File(cache) => return unsafe { file::writev_at(ctx, fd, iov, iovcnt, -1, cache, plain) },
             Kind::Plain => return plain(),
         },
         _ => return plain(),

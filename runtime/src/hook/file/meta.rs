@@ -94,7 +94,7 @@ fallocate_hooks!(fallocate, fallocate64);
 /// other fd, or not in a coroutine: close it inline.
 pub(crate) fn close_file(fd: c_int, plain: impl FnOnce() -> c_int) -> Result<c_int, impl FnOnce() -> c_int> {
     match coroutine::current() {
-        Some(ctx) if fd > 2 && !(inline(ctx) && is_local_fs(fd)) && matches!(kind(fd), Kind::File { .. }) => {
+        Some(ctx) if fd > 2 && !(inline(ctx) && is_local_fs(fd)) && matches!(kind(fd), Kind::File(_)) => {
             // SAFETY: an fd argument only.
             Ok(unsafe { call_int(ctx, opcode::Close::CODE, || opcode::Close::new(types::Fd(fd)).build(), plain) })
         }

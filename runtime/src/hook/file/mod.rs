@@ -55,13 +55,22 @@ use crate::sys;
 pub(crate) enum Kind {
     /// A socket, pipe, FIFO, eventfd, tty or other character device: it waits for readiness.
     Waitable,
-    /// A regular file, directory or block device: it goes to the ring or a helper.
-    /// `direct`: opened `O_DIRECT`, whose reads the page cache never serves (and which
-    /// `RWF_NOWAIT` would not stop from waiting for the device).
-    File { direct: bool },
+    /// A regular file, directory or block device: it goes to the ring or a helper, unless
+    /// the page cache can serve the call inline (see [`Cache`]).
+    File(Cache),
     /// Goes to libc as it is: the user made it non-blocking, it is an `O_PATH` fd, or its
     /// flags cannot be read (libc gives `EBADF`).
     Plain,
+}
+
+/// Which calls on a file the page cache may serve inline, from its status flags.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Cache {
+    /// Not `O_DIRECT`: a read may be served from the page cache (`RWF_NOWAIT` would not stop
+    /// a direct read from waiting for the device).
+    pub(crate) reads: bool,
+    /// Neither `O_DIRECT` nor `O_SYNC`/`O_DSYNC`: a write ends in the page cache.
+    pub(crate) writes: bool,
 }
 
 /// The kernel's `O_LARGEFILE` as `F_GETFL` reports it (libc's constant is 0 on 64-bit
@@ -91,7 +100,10 @@ pub(crate) fn kind(fd: c_int) -> Kind {
     }
     match st.st_mode & libc::S_IFMT {
         libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK => Kind::Waitable,
-        _ => Kind::File { direct: fl & libc::O_DIRECT != 0 },
+        _ => Kind::File(Cache {
+            reads: fl & libc::O_DIRECT == 0,
+            writes: fl & (libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC) == 0,
+        }),
     }
 }
 

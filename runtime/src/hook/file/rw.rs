@@ -2,11 +2,17 @@
 //! names), and the file half of `read`, `write`, `readv`, `writev` (`hook::rw` sends files
 //! here with the offset -1, "the current position", which io_uring reads and advances as
 //! `read(2)` does).
+//!
+//! What the page cache can take is done inline: reads it holds ([`read`]) and buffered
+//! writes to local filesystems ([`write`]); the rest goes to the ring or a helper.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types::Fd};
 use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
 
-use super::{call, inline, inline_call, kind, Kind};
+use super::{call, inline, inline_call, is_local_fs, kind, Cache, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 use crate::hook::rw::{iov_after, iov_total, RWF_NOWAIT};
@@ -19,8 +25,8 @@ const MAX_RW_COUNT: usize = 0x7fff_f000;
 /// The most iovecs a vectored call takes (`UIO_MAXIOV`).
 const IOV_MAX: c_int = 1024;
 
-/// Reads `count` bytes at `offset` (-1: the current position) of a file; `cached`: what
-/// the page cache holds may be taken inline (see [`transfer`]).
+/// Reads `count` bytes at `offset` (-1: the current position) of a file, the page cache
+/// serving what it can inline if `cache` allows (see [`transfer`]).
 ///
 /// # Safety
 /// As libc's `read`/`pread`, with `plain` the libc call of the same arguments.
@@ -30,7 +36,7 @@ pub(crate) unsafe fn read_at(
     buf: *mut c_void,
     count: size_t,
     offset: i64,
-    cached: bool,
+    cache: Cache,
     plain: impl FnOnce() -> isize,
 ) -> isize {
     if count == 0 {
@@ -38,7 +44,7 @@ pub(crate) unsafe fn read_at(
     }
     let iov = iovec { iov_base: buf, iov_len: count.min(MAX_RW_COUNT) };
     // SAFETY: the caller's buffer, described by one iovec on this stack.
-    unsafe { transfer(ctx, fd, &iov, 1, offset, Dir::Read { cached }, plain) }
+    unsafe { read(ctx, fd, &iov, 1, offset, cache.reads, plain) }
 }
 
 /// Writes `count` bytes at `offset` (-1: the current position, or the end with `O_APPEND`).
@@ -51,14 +57,16 @@ pub(crate) unsafe fn write_at(
     buf: *const c_void,
     count: size_t,
     offset: i64,
+    cache: Cache,
     plain: impl FnOnce() -> isize,
 ) -> isize {
     if count == 0 {
         return plain();
     }
     let iov = iovec { iov_base: buf.cast_mut(), iov_len: count.min(MAX_RW_COUNT) };
+    let inline = cache.writes && count <= MAX_INLINE_WRITE;
     // SAFETY: the caller's buffer, described by one iovec on this stack.
-    unsafe { transfer(ctx, fd, &iov, 1, offset, Dir::Write, plain) }
+    unsafe { write(ctx, fd, &iov, 1, offset, inline, plain) }
 }
 
 /// `readv` at `offset`, as [`read_at`]; counts io_uring and libc would judge differently go
@@ -72,17 +80,18 @@ pub(crate) unsafe fn readv_at(
     iov: *const iovec,
     iovcnt: c_int,
     offset: i64,
-    cached: bool,
+    cache: Cache,
     plain: impl FnOnce() -> isize,
 ) -> isize {
     if !(1..=IOV_MAX).contains(&iovcnt) {
         return plain(); // EINVAL, or 0 bytes: nothing to wait for
     }
     // SAFETY: the caller's arguments.
-    unsafe { transfer(ctx, fd, iov, iovcnt, offset, Dir::Read { cached }, plain) }
+    unsafe { read(ctx, fd, iov, iovcnt, offset, cache.reads, plain) }
 }
 
-/// `writev` at `offset`, as [`readv_at`].
+/// `writev` at `offset`, as [`write_at`] (of any size: the total is not known before the
+/// kernel has checked the iovecs).
 ///
 /// # Safety
 /// As libc's `writev`/`pwritev`, with `plain` the libc call of the same arguments.
@@ -92,48 +101,39 @@ pub(crate) unsafe fn writev_at(
     iov: *const iovec,
     iovcnt: c_int,
     offset: i64,
+    cache: Cache,
     plain: impl FnOnce() -> isize,
 ) -> isize {
     if !(1..=IOV_MAX).contains(&iovcnt) {
         return plain();
     }
     // SAFETY: the caller's arguments.
-    unsafe { transfer(ctx, fd, iov, iovcnt, offset, Dir::Write, plain) }
+    unsafe { write(ctx, fd, iov, iovcnt, offset, cache.writes, plain) }
 }
 
-/// Which way a [`transfer`] goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Dir {
-    /// `cached`: the page cache may serve it (not `O_DIRECT`).
-    Read {
-        cached: bool,
-    },
-    Write,
-}
-
-/// One read or write of a file. A read first takes what the page cache holds, inline
+/// One read of a file. It first takes what the page cache holds, inline
 /// (`preadv2(RWF_NOWAIT)`, which fails with `EAGAIN` rather than wait for the disk): a warm
-/// read costs no suspension. What the cache does not hold, and every write, goes to the
-/// ring or a helper. A read the cache served in part continues there for the rest, so the
-/// count is what a blocking read gives (a short count only at the end of the file or on an
-/// error after some bytes).
+/// read costs no suspension. What the cache does not hold goes to the ring or a helper; a
+/// read the cache served in part continues there for the rest, so the count is what a
+/// blocking read gives (a short count only at the end of the file or on an error after
+/// some bytes). `cached` false (`O_DIRECT`), or `OPENCO_INLINE_FILE_CALLS=0`: all of it
+/// goes to the backend.
 ///
 /// # Safety
 /// `iov` is the caller's, valid for `iovcnt` (1..=IOV_MAX) entries; `plain` is the libc
 /// call of the same arguments.
-unsafe fn transfer(
+unsafe fn read(
     ctx: &Context,
     fd: c_int,
     iov: *const iovec,
     iovcnt: c_int,
     offset: i64,
-    dir: Dir,
+    cached: bool,
     plain: impl FnOnce() -> isize,
 ) -> isize {
-    let write = dir == Dir::Write;
-    if dir != (Dir::Read { cached: true }) || !inline(ctx) {
+    if !cached || !inline(ctx) {
         // SAFETY: guaranteed by the caller.
-        return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, write, plain) };
+        return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, false, plain) };
     }
     let caller_errno = sys::errno();
     let got = rw2(fd, iov, iovcnt, offset, false, RWF_NOWAIT);
@@ -147,8 +147,6 @@ unsafe fn transfer(
     }
     // SAFETY: the kernel accepted `iov`, which the caller vouches for.
     if got == 0 || got as usize >= unsafe { iov_total(iov, iovcnt) } {
-        // Served without a wait: counts against the budget, so that a loop of warm reads
-        // lets the worker's other coroutines run (as `hook::wait` does for sockets).
         sys::set_errno(caller_errno);
         return inline_call(ctx, || got);
     }
@@ -162,6 +160,53 @@ unsafe fn transfer(
     let more = unsafe { on_backend(ctx, fd, rest, count, next, false, plain_rest) };
     sys::set_errno(caller_errno); // an error after some bytes is no error
     got + more.max(0)
+}
+
+/// The largest `write` made inline: copying it into the page cache takes tens of
+/// microseconds; a larger one goes to the backend.
+const MAX_INLINE_WRITE: usize = 256 * 1024;
+
+/// An inline write that took longer than this means the kernel is throttling writers
+/// (dirty pages, the journal): the worker's writes then go to the backend for
+/// [`THROTTLED_FOR`].
+const SLOW_WRITE: Duration = Duration::from_millis(2);
+const THROTTLED_FOR: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Until when this worker's file writes go to the backend (see [`SLOW_WRITE`]).
+    static WRITES_THROTTLED: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// One write of a file. A buffered write to a local filesystem ends in the page cache, a
+/// copy of microseconds, while io_uring would run it on a kernel worker (ext4 has no
+/// non-blocking buffered writes: `RWF_NOWAIT` fails) at ten to twenty times the cost: so it
+/// is made inline when `inline` (not `O_DIRECT`, `O_SYNC` or `O_DSYNC`, and small) on a
+/// local filesystem, unless a recent inline write was slow (the kernel throttling writers:
+/// see [`SLOW_WRITE`]). Everything else goes to the ring or a helper.
+///
+/// # Safety
+/// As for [`read`].
+unsafe fn write(
+    ctx: &Context,
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+    offset: i64,
+    inline_ok: bool,
+    plain: impl FnOnce() -> isize,
+) -> isize {
+    let now = Instant::now();
+    let throttled = WRITES_THROTTLED.with(|t| t.get().is_some_and(|until| now < until));
+    if !inline_ok || !inline(ctx) || throttled || !is_local_fs(fd) {
+        // SAFETY: guaranteed by the caller.
+        return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, true, plain) };
+    }
+    let ret = rw2(fd, iov, iovcnt, offset, true, 0);
+    let took = now.elapsed();
+    if took > SLOW_WRITE {
+        WRITES_THROTTLED.with(|t| t.set(Some(now + took + THROTTLED_FOR)));
+    }
+    inline_call(ctx, || ret)
 }
 
 /// `iov` at `offset` on the ring (`READV`/`WRITEV`), else `plain` on a helper.
@@ -194,20 +239,20 @@ fn rw2(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: i64, write: bool, fl
     unsafe { sys::syscall!(nr, fd, iov, iovcnt, offset, 0i64, flags) as isize }
 }
 
-/// The coroutine, if the positioned call on `fd` at `offset` should go to the file path: a
-/// file, and an offset io_uring reads as libc does (it takes -1 as "the current position"
-/// where `pread` fails with `EINVAL`). Sockets and pipes go to libc, which answers `ESPIPE`.
-fn positioned(fd: c_int, offset: off_t) -> Option<(&'static Context, bool)> {
+/// The coroutine and what the page cache may serve, if the positioned call on `fd` at
+/// `offset` should go to the file path: a file, and an offset io_uring reads as libc does
+/// (it takes -1 as "the current position" where `pread` fails with `EINVAL`). Sockets and
+/// pipes go to libc, which answers `ESPIPE`.
+fn positioned(fd: c_int, offset: off_t) -> Option<(&'static Context, Cache)> {
     let ctx = coroutine::current()?;
     match kind(fd) {
-        Kind::File { direct } if offset >= 0 => Some((ctx, !direct)),
+        Kind::File(cache) if offset >= 0 => Some((ctx, cache)),
         _ => None,
     }
 }
 
 macro_rules! positioned_hooks {
-    // `$c` names the "page cache may serve it" flag, passed on to the reads (`$at($c)`).
-    ($c:ident; $($name:ident($buf:ty, $len:ty) => $at:ident $(($cached:ident))?),* $(,)?) => {$(
+    ($($name:ident($buf:ty, $len:ty) => $at:ident),* $(,)?) => {$(
         /// # Safety
         /// As libc's function of this name.
         #[no_mangle]
@@ -217,21 +262,20 @@ macro_rules! positioned_hooks {
             let plain = move || unsafe { real(fd, buf, len, offset) };
             match positioned(fd, offset) {
                 // SAFETY: the caller's arguments.
-                #[allow(unused_variables)]
-                Some((ctx, $c)) => unsafe { $at(ctx, fd, buf, len, offset, $($cached,)? plain) },
+                Some((ctx, cache)) => unsafe { $at(ctx, fd, buf, len, offset, cache, plain) },
                 None => plain(),
             }
         }
     )*};
 }
 
-positioned_hooks!(cached;
-    pread(*mut c_void, size_t) => read_at(cached),
-    pread64(*mut c_void, size_t) => read_at(cached),
+positioned_hooks!(
+    pread(*mut c_void, size_t) => read_at,
+    pread64(*mut c_void, size_t) => read_at,
     pwrite(*const c_void, size_t) => write_at,
     pwrite64(*const c_void, size_t) => write_at,
-    preadv(*const iovec, c_int) => readv_at(cached),
-    preadv64(*const iovec, c_int) => readv_at(cached),
+    preadv(*const iovec, c_int) => readv_at,
+    preadv64(*const iovec, c_int) => readv_at,
     pwritev(*const iovec, c_int) => writev_at,
     pwritev64(*const iovec, c_int) => writev_at,
 );
