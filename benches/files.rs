@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench files                       # both scenarios, 1 run each
-//! cargo bench --bench files -- read               # one scenario: read | append
+//! cargo bench --bench files -- read               # one scenario: read | append | log
 //! cargo bench --bench files -- --jobs 1000 --runs 3
 //! cargo bench --bench files -- read --drop-caches # cold page cache (needs root)
 //! ```
@@ -17,6 +17,9 @@
 //!   writes 100 bytes, `sync_all()` (fsync) and closes it. Every child appends to new files in
 //!   a directory of its own, so each contender creates the same 10,000 files. fsync's cost is
 //!   the disk's and the filesystem journal's: the per-job figures are printed.
+//! - `log`: each job creates its own file and writes 100 lines of 100 bytes to it, one
+//!   `write` each and no fsync (unbuffered logging): 1,000,000 small page-cache writes in
+//!   all. Shows the cost of a small file call.
 //!
 //! Contenders: `openco-uring` (an openco runtime with io_uring, the default: file calls go to
 //! a ring per worker), `openco-helpers` (`Builder::io_uring(false)`: file calls run on the
@@ -52,11 +55,13 @@ use harness::{cpu_time_us, fmt_stat, raise_fd_limit, ratio, run_child, threads_a
 const JOBS: u64 = 10_000;
 const FILE_LEN: usize = 64 * 1024;
 const APPEND_LEN: usize = 100;
-const SCENARIOS: [&str; 2] = ["read", "append"];
+const SCENARIOS: [&str; 3] = ["read", "append", "log"];
+/// Lines each `log` job writes.
+const LOG_LINES: usize = 100;
 const IMPLS: [&str; 4] = ["openco-uring", "openco-helpers", "spawn_blocking", "unblock"];
 const BASELINE: &str = "spawn_blocking";
 const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
-const USAGE: &str = "usage: files [read|append|all]... [--runs N] [--jobs N] [--drop-caches]";
+const USAGE: &str = "usage: files [read|append|log|all]... [--runs N] [--jobs N] [--drop-caches]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -96,6 +101,7 @@ fn main() {
         match *s {
             "read" => read_scenario(&root.0, runs, jobs, drop_caches),
             "append" => append_scenario(&root.0, runs, jobs, drop_caches),
+            "log" => log_scenario(&root.0, runs, jobs, drop_caches),
             _ => unreachable!(),
         }
     }
@@ -164,14 +170,15 @@ fn collect(scenario: &str, dir: &Path, jobs: u64, runs: usize, drop_caches: bool
                     println!("  !! writing {DROP_CACHES}: {e}");
                 }
             }
-            // `read` children share the setup's files; `append` children get a new directory.
-            let dir = if scenario == "append" { dir.join(format!("{imp}-{run}")) } else { dir.to_path_buf() };
+            // `read` children share the setup's files; the writers get a new directory each.
+            let writes = scenario != "read";
+            let dir = if writes { dir.join(format!("{imp}-{run}")) } else { dir.to_path_buf() };
             let args = [scenario, imp, &jobs.to_string(), &dir.to_string_lossy()].map(String::from);
             match run_child(&args) {
                 Ok(s) => samples.push(s),
                 Err(e) => println!("  !! {scenario}/{imp}: {e}"),
             }
-            if scenario == "append" {
+            if writes {
                 let _ = fs::remove_dir_all(&dir);
             }
         }
@@ -213,6 +220,17 @@ fn append_scenario(root: &Path, runs: usize, jobs: u64, drop_caches: bool) {
     let r = collect("append", &dir, jobs, runs, drop_caches);
     table(&r, jobs);
     println!("  (fsync cost is the disk's and the journal's: see wall us/job)");
+}
+
+fn log_scenario(root: &Path, runs: usize, jobs: u64, drop_caches: bool) {
+    println!(
+        "\n(3) log: {jobs} jobs at once, each creates its own file and writes {LOG_LINES} lines of {APPEND_LEN} B, \
+         one write(2) each, no fsync"
+    );
+    let dir = root.join("log");
+    fs::create_dir_all(&dir).expect("create the log dir");
+    let r = collect("log", &dir, jobs, runs, drop_caches);
+    table(&r, jobs);
 }
 
 fn table(r: &[(&str, Vec<Sample>)], jobs: u64) {
@@ -321,15 +339,26 @@ fn append_job(dir: &Path, i: u64) -> u64 {
     line.len() as u64
 }
 
+fn log_job(dir: &Path, i: u64) -> u64 {
+    let mut line = format!("job {i:06} logs a line ");
+    line.extend(std::iter::repeat_n('.', APPEND_LEN - 1 - line.len()));
+    line.push('\n');
+    let mut file = fs::File::create(job_path(dir, i)).expect("create a log");
+    for _ in 0..LOG_LINES {
+        file.write_all(line.as_bytes()).expect("log a line");
+    }
+    (LOG_LINES * line.len()) as u64
+}
+
 fn child(args: &[String]) {
     let [scenario, imp, jobs, dir] = args else { panic!("--child scenario impl jobs dir") };
     let jobs: u64 = jobs.parse().expect("jobs");
     raise_fd_limit(); // openco holds every job's file open at once
     let (job, dir): (fn(&Path, u64) -> u64, PathBuf) = match scenario.as_str() {
         "read" => (read_job, PathBuf::from(dir)),
-        "append" => {
-            fs::create_dir_all(dir).expect("create the append dir");
-            (append_job, PathBuf::from(dir))
+        "append" | "log" => {
+            fs::create_dir_all(dir).expect("create the job dir");
+            (if scenario == "append" { append_job } else { log_job }, PathBuf::from(dir))
         }
         other => panic!("unknown scenario {other}"),
     };
@@ -401,12 +430,16 @@ fn child(args: &[String]) {
     let hwm_kib = status("VmHWM");
     let peak_threads = sampler.stop().max(threads_before);
     let peak_iou_wrk = iou.map_or(0, IouWrkSampler::stop);
-    let expected = if scenario == "read" { FILE_LEN } else { APPEND_LEN } as u64;
+    let expected = match scenario.as_str() {
+        "read" => FILE_LEN,
+        "append" => APPEND_LEN,
+        _ => APPEND_LEN * LOG_LINES,
+    } as u64;
     assert_eq!(total, jobs * expected, "wrong byte total");
-    if scenario == "append" {
+    if scenario != "read" {
         for i in 0..jobs {
-            let len = fs::metadata(job_path(&dir, i)).expect("appended file").len();
-            assert_eq!(len, APPEND_LEN as u64, "file {i}: wrong length after the append");
+            let len = fs::metadata(job_path(&dir, i)).expect("written file").len();
+            assert_eq!(len, expected, "file {i}: wrong length after the writes");
         }
     }
     let uring_available = match openco_runtime::io_uring_available() {

@@ -6,9 +6,6 @@
 //! What the page cache can take is done inline: reads it holds ([`read`]) and buffered
 //! writes to local filesystems ([`write`]); the rest goes to the ring or a helper.
 
-use std::cell::Cell;
-use std::time::{Duration, Instant};
-
 use io_uring::{opcode, types::Fd};
 use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
 
@@ -166,23 +163,16 @@ unsafe fn read(
 /// microseconds; a larger one goes to the backend.
 const MAX_INLINE_WRITE: usize = 256 * 1024;
 
-/// An inline write that took longer than this means the kernel is throttling writers
-/// (dirty pages, the journal): the worker's writes then go to the backend for
-/// [`THROTTLED_FOR`].
-const SLOW_WRITE: Duration = Duration::from_millis(2);
-const THROTTLED_FOR: Duration = Duration::from_secs(1);
-
-thread_local! {
-    /// Until when this worker's file writes go to the backend (see [`SLOW_WRITE`]).
-    static WRITES_THROTTLED: Cell<Option<Instant>> = const { Cell::new(None) };
-}
-
 /// One write of a file. A buffered write to a local filesystem ends in the page cache, a
-/// copy of microseconds, while io_uring would run it on a kernel worker (ext4 has no
+/// copy of microseconds, where io_uring would run it on a kernel worker (ext4 has no
 /// non-blocking buffered writes: `RWF_NOWAIT` fails) at ten to twenty times the cost: so it
-/// is made inline when `inline` (not `O_DIRECT`, `O_SYNC` or `O_DSYNC`, and small) on a
-/// local filesystem, unless a recent inline write was slow (the kernel throttling writers:
-/// see [`SLOW_WRITE`]). Everything else goes to the ring or a helper.
+/// is made inline when `inline_ok` (not `O_DIRECT`, `O_SYNC` or `O_DSYNC`, and not large).
+/// Like a thread's, such a write can still sleep when the kernel throttles writers (dirty
+/// pages, a journal commit); a worker held past the time slice hands its queued jobs to
+/// another thread (`scheduler::monitor`). Sending writes to the ring once one was slow was
+/// tried and measured worse: under a journal-bound load the ring's kernel workers are
+/// slower still (the `log` scenario of `benches/files.rs`). Everything else goes to the
+/// ring or a helper.
 ///
 /// # Safety
 /// As for [`read`].
@@ -195,17 +185,11 @@ unsafe fn write(
     inline_ok: bool,
     plain: impl FnOnce() -> isize,
 ) -> isize {
-    let now = Instant::now();
-    let throttled = WRITES_THROTTLED.with(|t| t.get().is_some_and(|until| now < until));
-    if !inline_ok || !inline(ctx) || throttled || !is_local_fs(fd) {
+    if !inline_ok || !inline(ctx) || !is_local_fs(fd) {
         // SAFETY: guaranteed by the caller.
         return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, true, plain) };
     }
     let ret = rw2(fd, iov, iovcnt, offset, true, 0);
-    let took = now.elapsed();
-    if took > SLOW_WRITE {
-        WRITES_THROTTLED.with(|t| t.set(Some(now + took + THROTTLED_FOR)));
-    }
     inline_call(ctx, || ret)
 }
 
