@@ -24,7 +24,8 @@
 //!   (`hook::fd`).
 //! - What the kernel answers from its caches is made inline, without a suspension (unless
 //!   `OPENCO_INLINE_FILE_CALLS=0`): a read the page cache holds (`preadv2(RWF_NOWAIT)`, see
-//!   `rw`), an open or stat whose path lookup is cached on a local filesystem (`cached`),
+//!   `rw`), a buffered write to a local filesystem (a copy into the page cache), an open or
+//!   stat whose path lookup is cached on a local filesystem (`cached`),
 //!   an open file's own status and its close on a local filesystem ([`is_local_fs`]). These
 //!   count against the coroutine's budget, as socket calls that did not wait do.
 //! - Each call has both spellings glibc exports (`pread`/`pread64`...): C code built with
