@@ -12,7 +12,7 @@ use io_uring::{opcode, types};
 use libc::{c_char, c_int, c_uint, off_t};
 
 use super::cached::{lookup, Lookup};
-use super::{call_int, inline, inline_call, is_local_fs, kind, offloaded, on_ring, Kind};
+use super::{call_int, forget, inline, inline_call, is_local_fs, kind, offloaded, on_ring, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 
@@ -94,10 +94,18 @@ fallocate_hooks!(fallocate, fallocate64);
 /// other fd, or not in a coroutine: close it inline.
 pub(crate) fn close_file(fd: c_int, plain: impl FnOnce() -> c_int) -> Result<c_int, impl FnOnce() -> c_int> {
     match coroutine::current() {
-        Some(ctx) if fd > 2 && !(inline(ctx) && is_local_fs(fd)) && matches!(kind(fd), Kind::File(_)) => {
-            // SAFETY: an fd argument only.
-            Ok(unsafe { call_int(ctx, opcode::Close::CODE, || opcode::Close::new(types::Fd(fd)).build(), plain) })
-        }
+        Some(ctx) if fd > 2 => match kind(fd) {
+            Kind::File(cache) if !(inline(ctx) && cache.local) => {
+                forget(fd);
+                // SAFETY: an fd argument only.
+                Ok(unsafe { call_int(ctx, opcode::Close::CODE, || opcode::Close::new(types::Fd(fd)).build(), plain) })
+            }
+            Kind::File(_) => {
+                forget(fd);
+                Err(plain)
+            }
+            _ => Err(plain),
+        },
         _ => Err(plain),
     }
 }

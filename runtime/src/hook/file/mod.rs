@@ -43,6 +43,8 @@ mod rw;
 pub(crate) use meta::close_file;
 pub(crate) use rw::{read_at, readv_at, write_at, writev_at};
 
+use std::cell::Cell;
+
 use io_uring::squeue::Entry;
 use libc::c_int;
 
@@ -72,6 +74,9 @@ pub(crate) struct Cache {
     pub(crate) reads: bool,
     /// Neither `O_DIRECT` nor `O_SYNC`/`O_DSYNC`: a write ends in the page cache.
     pub(crate) writes: bool,
+    /// On a local filesystem ([`is_local_fs`]): a buffered write, the file's status and its
+    /// close need no device or network.
+    pub(crate) local: bool,
 }
 
 /// The kernel's `O_LARGEFILE` as `F_GETFL` reports it (libc's constant is 0 on 64-bit
@@ -84,8 +89,14 @@ const KERNEL_O_LARGEFILE: c_int = 0o400000;
 /// Tells the kinds apart with one `fcntl(F_GETFL)`, which also gives the user's
 /// `O_NONBLOCK`: fds made by `socket`, `pipe`, `eventfd` and the like are anonymous inodes,
 /// which the kernel never marks `O_LARGEFILE`; every fd opened by path is marked (64-bit
-/// kernels force the flag), and only those need an `fstat`.
+/// kernels force the flag), and only those need an `fstat` (and, for a file, an `fstatfs`).
+///
+/// A file's answer is remembered per thread ([`Recent`]): the next call on the same fd
+/// costs one `fstat`, which proves the number still names the same inode.
 pub(crate) fn kind(fd: c_int) -> Kind {
+    if let Some(cache) = recent(fd) {
+        return Kind::File(cache);
+    }
     let Ok(fl) = flags::user_flags(fd) else { return Kind::Plain };
     if fl & (libc::O_NONBLOCK | libc::O_PATH) != 0 {
         return Kind::Plain;
@@ -93,19 +104,78 @@ pub(crate) fn kind(fd: c_int) -> Kind {
     if fl & KERNEL_O_LARGEFILE == 0 {
         return Kind::Waitable;
     }
+    let epoch = flags::epoch();
+    let Some(st) = fstat(fd) else { return Kind::Plain };
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK => Kind::Waitable,
+        _ => {
+            let cache = Cache {
+                reads: fl & libc::O_DIRECT == 0,
+                writes: fl & (libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC) == 0,
+                local: is_local_fs(fd),
+            };
+            let entry = Recent { fd, dev: st.st_dev, ino: st.st_ino, epoch, cache };
+            RECENT.with(|r| {
+                let mut all = r.get();
+                all[fd as usize % RECENT_SLOTS] = Some(entry);
+                r.set(all);
+            });
+            Kind::File(cache)
+        }
+    }
+}
+
+/// A file [`kind`] classified on this thread: while `fstat` of its fd still gives the same
+/// inode and no flag change went through the hooks (the epoch of `io::flags`), the flags
+/// read then still hold. (An fd closed behind the hooks' back and reopened on the same
+/// inode with other open flags would be taken for the old one: its calls are then made
+/// inline or on the ring where libc's would block, with libc's results either way.)
+#[derive(Clone, Copy)]
+struct Recent {
+    fd: c_int,
+    dev: u64,
+    ino: u64,
+    epoch: u64,
+    cache: Cache,
+}
+
+/// Direct-mapped by fd number.
+const RECENT_SLOTS: usize = 8;
+
+thread_local! {
+    static RECENT: Cell<[Option<Recent>; RECENT_SLOTS]> = const { Cell::new([None; RECENT_SLOTS]) };
+}
+
+/// What [`kind`] remembers of `fd`, if it still holds (one `fstat`).
+fn recent(fd: c_int) -> Option<Cache> {
+    let slot = fd.rem_euclid(RECENT_SLOTS as c_int) as usize;
+    let entry = RECENT.with(|r| r.get()[slot]).filter(|e| e.fd == fd)?;
+    let st = fstat(fd).filter(|st| st.st_dev == entry.dev && st.st_ino == entry.ino);
+    if st.is_none() || entry.epoch != flags::epoch() {
+        forget(fd);
+        return None;
+    }
+    Some(entry.cache)
+}
+
+/// Drops what [`kind`] remembers of `fd` (closed).
+pub(crate) fn forget(fd: c_int) {
+    let slot = fd.rem_euclid(RECENT_SLOTS as c_int) as usize;
+    RECENT.with(|r| {
+        let mut all = r.get();
+        if all[slot].is_some_and(|e| e.fd == fd) {
+            all[slot] = None;
+            r.set(all);
+        }
+    });
+}
+
+/// `fstat` by a raw system call.
+fn fstat(fd: c_int) -> Option<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid value to be overwritten.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid out-parameter.
-    if unsafe { sys::syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
-        return Kind::Plain;
-    }
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFIFO | libc::S_IFCHR | libc::S_IFSOCK => Kind::Waitable,
-        _ => Kind::File(Cache {
-            reads: fl & libc::O_DIRECT == 0,
-            writes: fl & (libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC) == 0,
-        }),
-    }
+    (unsafe { sys::syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0).then_some(st)
 }
 
 /// Whether `fd` lives on a filesystem whose open files answer `fstat` and `close` from

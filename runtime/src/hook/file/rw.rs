@@ -9,7 +9,7 @@
 use io_uring::{opcode, types::Fd};
 use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
 
-use super::{call, inline, inline_call, is_local_fs, kind, Cache, Kind};
+use super::{call, inline, inline_call, kind, Cache, Kind};
 use crate::coroutine::{self, Context};
 use crate::hook::real;
 use crate::hook::rw::{iov_after, iov_total, RWF_NOWAIT};
@@ -61,7 +61,7 @@ pub(crate) unsafe fn write_at(
         return plain();
     }
     let iov = iovec { iov_base: buf.cast_mut(), iov_len: count.min(MAX_RW_COUNT) };
-    let inline = cache.writes && count <= MAX_INLINE_WRITE;
+    let inline = cache.writes && cache.local && count <= MAX_INLINE_WRITE;
     // SAFETY: the caller's buffer, described by one iovec on this stack.
     unsafe { write(ctx, fd, &iov, 1, offset, inline, plain) }
 }
@@ -105,7 +105,7 @@ pub(crate) unsafe fn writev_at(
         return plain();
     }
     // SAFETY: the caller's arguments.
-    unsafe { write(ctx, fd, iov, iovcnt, offset, cache.writes, plain) }
+    unsafe { write(ctx, fd, iov, iovcnt, offset, cache.writes && cache.local, plain) }
 }
 
 /// One read of a file. It first takes what the page cache holds, inline
@@ -166,7 +166,8 @@ const MAX_INLINE_WRITE: usize = 256 * 1024;
 /// One write of a file. A buffered write to a local filesystem ends in the page cache, a
 /// copy of microseconds, where io_uring would run it on a kernel worker (ext4 has no
 /// non-blocking buffered writes: `RWF_NOWAIT` fails) at ten to twenty times the cost: so it
-/// is made inline when `inline_ok` (not `O_DIRECT`, `O_SYNC` or `O_DSYNC`, and not large).
+/// is made inline when `inline_ok` (a local filesystem, not `O_DIRECT`, `O_SYNC` or
+/// `O_DSYNC`, and not large).
 /// Like a thread's, such a write can still sleep when the kernel throttles writers (dirty
 /// pages, a journal commit); a worker held past the time slice hands its queued jobs to
 /// another thread (`scheduler::monitor`). Sending writes to the ring once one was slow was
@@ -185,7 +186,7 @@ unsafe fn write(
     inline_ok: bool,
     plain: impl FnOnce() -> isize,
 ) -> isize {
-    if !inline_ok || !inline(ctx) || !is_local_fs(fd) {
+    if !inline_ok || !inline(ctx) {
         // SAFETY: guaranteed by the caller.
         return unsafe { on_backend(ctx, fd, iov, iovcnt, offset, true, plain) };
     }
