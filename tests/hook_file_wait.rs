@@ -84,6 +84,43 @@ rt_test! {
 }
 
 rt_test! {
+    /// More FIFOs than the helper pool has threads (4 to 16), every read end opened before
+    /// any write end: each open blocks a helper (or one of io_uring's kernel workers) until
+    /// its peer comes, and the peers are queued behind them. The pool starts helpers beyond
+    /// its size for calls left queued while every helper is busy (`offload`); io_uring's
+    /// workers grow on their own.
+    fn more_blocked_opens_than_helpers(workers: usize) {
+        const PAIRS: usize = 20;
+        for io_uring in [true, false] {
+            let rt = runtime(workers, io_uring);
+            let dir = scratch("fifos");
+            let fifos: Vec<_> = (0..PAIRS).map(|i| dir.join(format!("fifo{i}"))).collect();
+            fifos.iter().for_each(|f| mkfifo(f));
+            let readers: Vec<_> = fifos
+                .iter()
+                .map(|f| {
+                    let f = f.clone();
+                    rt.blocking(move || std::fs::read_to_string(&f).unwrap())
+                })
+                .collect();
+            let writers: Vec<_> = fifos
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let f = f.clone();
+                    rt.blocking(move || std::fs::write(&f, format!("pair {i}")).unwrap())
+                })
+                .collect();
+            writers.into_iter().for_each(|w| join(w).unwrap());
+            for (i, r) in readers.into_iter().enumerate() {
+                assert_eq!(join(r).unwrap(), format!("pair {i}"));
+            }
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+}
+
+rt_test! {
     /// Many coroutines doing file IO at once: each writes, syncs, reads back, stats, renames
     /// and removes its own file.
     fn many_coroutines_do_file_io_at_once(workers: usize) {

@@ -7,7 +7,10 @@
 //! meanwhile. Called outside a coroutine it just calls the closure. Helper threads are
 //! started on demand, at most [`Pool::max_threads`] of them (twice the CPUs this process may
 //! run on, at least 4, at most 16: enough to overlap slow lookups, few enough to stay
-//! "small"); when all are busy, jobs wait in a FIFO queue. A helper left idle for
+//! "small"); when all are busy, jobs wait in a FIFO queue. A call left queued for
+//! [`STARVED_AFTER`] with every helper busy starts one more helper (up to [`GROWTH_CAP`]):
+//! blocking calls may wait for one another (opening the two ends of a FIFO), and a fixed
+//! pool full of first halves would never run the second ones. A helper left idle for
 //! [`KEEP_ALIVE`] exits, so a process that stops offloading keeps no threads. Helpers are
 //! plain std threads named `openco-offload`, never coroutines: every hook passes straight
 //! through to libc on them, which is what makes it right to hand them a libc call (glibc's
@@ -62,6 +65,14 @@ pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The name of every helper thread.
 const THREAD_NAME: &str = "openco-offload";
+
+/// A call still queued after this long, every helper busy, starts one more helper beyond
+/// [`Pool::max_threads`] (up to [`GROWTH_CAP`]): the busy helpers may all be waiting for
+/// calls queued behind them (the two ends of a FIFO being opened, with io_uring off).
+const STARVED_AFTER: Duration = Duration::from_millis(50);
+
+/// The most helpers growth may start, tokio's blocking-pool cap.
+const GROWTH_CAP: usize = 512;
 
 /// A queued call, its lifetime erased (see the module docs).
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -123,6 +134,8 @@ struct State {
 
 /// The meeting point of one call: written by the helper, read by the parked coroutine.
 struct Call<T> {
+    /// A helper took the job (it is no longer queued).
+    started: AtomicBool,
     done: AtomicBool,
     result: Mutex<Option<thread::Result<T>>>,
     waker: Waker,
@@ -196,10 +209,18 @@ impl Pool {
         if !coroutine::in_coroutine() {
             return f();
         }
-        let call = Arc::new(Call { done: AtomicBool::new(false), result: Mutex::new(None), waker: coroutine::waker() });
+        let call = Arc::new(Call {
+            started: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            result: Mutex::new(None),
+            waker: coroutine::waker(),
+        });
         let job: Box<dyn FnOnce() + Send + '_> = {
             let call = call.clone();
-            Box::new(move || call.complete(panic::catch_unwind(AssertUnwindSafe(f))))
+            Box::new(move || {
+                call.started.store(true, Relaxed);
+                call.complete(panic::catch_unwind(AssertUnwindSafe(f)))
+            })
         };
         // SAFETY: only the lifetime changes. The job borrows at most what `f` and `T` borrow,
         // which lives at least as long as this call; this call does not return (or unwind:
@@ -211,8 +232,17 @@ impl Pool {
         self.submit(job);
         // Suspensions inside `submit` (a hooked lock or thread start) may have consumed our
         // wake-up: that is why `done` is checked before each park, not only after.
+        let mut check_at = Instant::now() + STARVED_AFTER;
         while !call.done.load(Acquire) {
-            coroutine::park(None);
+            if call.started.load(Relaxed) {
+                coroutine::park(None);
+                continue;
+            }
+            coroutine::park(Some(check_at));
+            if !call.started.load(Relaxed) && Instant::now() >= check_at {
+                self.grow();
+                check_at = Instant::now() + STARVED_AFTER;
+            }
         }
         std::mem::forget(guard);
         let result = call.result.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -239,6 +269,22 @@ impl Pool {
         state.threads += 1;
         drop(state);
         // Started outside the lock: a thread start takes tens of microseconds.
+        if let Err(err) = self.start_helper() {
+            self.start_failed(err);
+        }
+    }
+
+    /// A call has waited [`STARVED_AFTER`] in the queue: starts one more helper, beyond
+    /// `max_threads` if need be, while jobs are queued and every helper is busy.
+    #[cold]
+    fn grow(&'static self) {
+        let mut state = self.lock();
+        if state.queue.is_empty() || state.idle > 0 || state.threads >= GROWTH_CAP {
+            return;
+        }
+        state.threads += 1;
+        drop(state);
+        tracing::debug!("openco: every offload helper has been busy for {STARVED_AFTER:?}; starting one more");
         if let Err(err) = self.start_helper() {
             self.start_failed(err);
         }
