@@ -7,10 +7,11 @@
 //! meanwhile. Called outside a coroutine it just calls the closure. Helper threads are
 //! started on demand, at most [`Pool::max_threads`] of them (twice the CPUs this process may
 //! run on, at least 4, at most 16: enough to overlap slow lookups, few enough to stay
-//! "small"); when all are busy, jobs wait in a FIFO queue. A call left queued for
-//! [`STARVED_AFTER`] with every helper busy starts one more helper (up to [`GROWTH_CAP`]):
-//! blocking calls may wait for one another (opening the two ends of a FIFO), and a fixed
-//! pool full of first halves would never run the second ones. A helper left idle for
+//! "small"); when all are busy, jobs wait in a FIFO queue. When the queue has not moved for
+//! [`STARVED_AFTER`] (no helper took a job meanwhile), a waiting call starts one more helper
+//! (up to [`GROWTH_CAP`]): blocking calls may wait for one another (opening the two ends of
+//! a FIFO), and a fixed pool full of first halves would never run the second ones. A queue
+//! that merely moves slowly (a slow disk) does not grow the pool. A helper left idle for
 //! [`KEEP_ALIVE`] exits, so a process that stops offloading keeps no threads. Helpers are
 //! plain std threads named `openco-offload`, never coroutines: every hook passes straight
 //! through to libc on them, which is what makes it right to hand them a libc call (glibc's
@@ -124,6 +125,9 @@ pub(crate) struct Pool {
 
 struct State {
     queue: VecDeque<Job>,
+    /// When a helper last took a job from the queue: the pool is stuck (and may grow) only
+    /// if none did for [`STARVED_AFTER`].
+    last_pop: Option<Instant>,
     /// Helper threads alive, or being started.
     threads: usize,
     /// Helpers waiting for work that no submitter has claimed.
@@ -171,7 +175,7 @@ impl Pool {
     /// exit after `keep_alive` without work. Starts no thread.
     pub(crate) const fn new(max_threads: usize, keep_alive: Duration) -> Pool {
         Pool {
-            state: Mutex::new(State { queue: VecDeque::new(), threads: 0, idle: 0, notified: 0 }),
+            state: Mutex::new(State { queue: VecDeque::new(), last_pop: None, threads: 0, idle: 0, notified: 0 }),
             wake: Condvar::new(),
             max_threads: AtomicUsize::new(max_threads),
             keep_alive,
@@ -275,12 +279,14 @@ impl Pool {
     }
 
     /// A call has waited [`STARVED_AFTER`] in the queue: starts one more helper, beyond
-    /// `max_threads` if need be, while jobs are queued and every helper is busy.
+    /// `max_threads` if need be, while jobs are queued, every helper is busy and none has
+    /// taken a job for as long (they may all wait for calls behind them in the queue).
     #[cold]
     fn grow(&'static self) {
         let mut state = self.lock();
-        if state.queue.is_empty() || state.idle > 0 || state.threads >= GROWTH_CAP {
-            return;
+        let moving = state.last_pop.is_some_and(|t| t.elapsed() < STARVED_AFTER);
+        if moving || state.queue.is_empty() || state.idle > 0 || state.threads >= GROWTH_CAP {
+            return; // the helpers are getting through the queue: it is slow, not stuck
         }
         state.threads += 1;
         drop(state);
@@ -321,6 +327,7 @@ impl Pool {
         let mut state = self.lock();
         loop {
             if let Some(job) = state.queue.pop_front() {
+                state.last_pop = Some(Instant::now());
                 drop(state);
                 job(); // catches its own panics (`run`)
                 state = self.lock();

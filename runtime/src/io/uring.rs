@@ -41,10 +41,6 @@ use crate::coroutine::{self, Context, Suspend};
 /// Submission queue size; the completion queue is twice as large.
 const ENTRIES: u32 = 256;
 
-/// The most kernel workers a ring's thread may have for work that can block (see
-/// `Ring::try_new`).
-const MAX_BOUNDED_WORKERS: u32 = 512;
-
 /// `STATE`: no ring created yet, so nothing is known of the kernel.
 const UNKNOWN: u8 = 0;
 /// A ring was created and probed: `SUPPORTED` holds its opcodes.
@@ -152,13 +148,12 @@ pub(crate) struct Ring {
 }
 
 /// The opcodes the file hooks use (probed one by one).
-const OPCODES: [u8; 14] = [
+const OPCODES: [u8; 13] = [
     opcode::Read::CODE,
     opcode::Write::CODE,
     opcode::Readv::CODE,
     opcode::Writev::CODE,
     opcode::Fsync::CODE,
-    opcode::OpenAt::CODE,
     opcode::Close::CODE,
     opcode::Statx::CODE,
     opcode::UnlinkAt::CODE,
@@ -201,13 +196,6 @@ impl Ring {
             }
         }
         ring.submitter().register_eventfd(eventfd)?;
-        // io_uring runs opens, `fsync`, `statx` and the like as "bounded" work, at most
-        // 4 x CPUs kernel workers at once per thread by default. An open can block for good
-        // (a FIFO's end, until its peer opens it), and its peer may be queued behind a full
-        // set of such opens: with 8 workers, 20 FIFOs opened read end first hung a worker.
-        // Workers start only for work that waits; the cap is tokio's blocking-pool cap.
-        // Kernels before 5.15 lack the call, and keep their default.
-        let _ = ring.submitter().register_iowq_max_workers(&mut [MAX_BOUNDED_WORKERS, 0]);
         STATE.store(ON, Release);
         let cap = ring.params().cq_entries();
         Ok(Ring { ring, unsubmitted: 0, in_flight: 0, backlog: VecDeque::new(), cap })

@@ -1,42 +1,29 @@
 //! Calls that resolve a path, which may wait for the disk or a network filesystem: `open`,
 //! `openat`, `creat` (and their `*64` names), `unlink`, `unlinkat`, `rmdir`, `rename`,
-//! `renameat`, `renameat2`, `mkdir`, `mkdirat`. Each is the `*at` io_uring operation with
-//! `AT_FDCWD` where the call has no directory fd; the kernel copies the path when it takes
-//! the entry.
+//! `renameat`, `renameat2`, `mkdir`, `mkdirat`. Each but the opens is the `*at` io_uring
+//! operation with `AT_FDCWD` where the call has no directory fd; the kernel copies the path
+//! when it takes the entry. An open is answered from the kernel's caches when it can be
+//! (`cached`), else made by libc on a helper thread (see `openat_in` for why not io_uring).
 //!
-//! `open` is variadic in C: its `mode` is read only when `flags` asks for one (`O_CREAT`,
-//! `O_TMPFILE`), as glibc does. On x86_64 and aarch64 Linux a variadic integer travels in
-//! the register a named one would, so the hook receives it as a third argument.
+//! `open` is variadic in C: its `mode` travels on to libc as the hook received it. On x86_64
+//! and aarch64 Linux a variadic integer travels in the register a named one would, so the
+//! hook receives it as a third argument (unused by libc unless `flags` asks for a mode).
 
-use io_uring::{opcode, squeue::Flags, types::Fd};
+use io_uring::{opcode, types::Fd};
 use libc::{c_char, c_int, c_uint, mode_t};
 
 use super::cached::{lookup, may_reopen, Lookup};
-use super::{call_int, inline, inline_call};
+use super::{call_int, inline, inline_call, offloaded};
 use crate::coroutine;
 use crate::hook::real;
 use crate::sys;
 
-/// The mode `open` uses: the variadic argument if `flags` asks for one, else 0.
-fn open_mode(flags: c_int, mode: c_uint) -> mode_t {
-    if flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
-        mode as mode_t
-    } else {
-        0
-    }
-}
-
-/// `openat` for the running coroutine, or `plain` outside one.
+/// `openat` for the running coroutine, or `plain` outside one: inline if the kernel's
+/// caches can answer it (`cached`), else on a helper thread.
 ///
 /// # Safety
 /// As libc's `openat`, with `plain` the libc call of the same arguments.
-unsafe fn openat_in(
-    dirfd: c_int,
-    path: *const c_char,
-    flags: c_int,
-    mode: c_uint,
-    plain: impl FnOnce() -> c_int,
-) -> c_int {
+unsafe fn openat_in(dirfd: c_int, path: *const c_char, flags: c_int, plain: impl FnOnce() -> c_int) -> c_int {
     let Some(ctx) = coroutine::current() else { return plain() };
     if inline(ctx) && may_reopen(flags) {
         let (follow, directory) = (flags & libc::O_NOFOLLOW == 0, flags & libc::O_DIRECTORY != 0);
@@ -57,13 +44,13 @@ unsafe fn openat_in(
             None => {}
         }
     }
-    let mode = open_mode(flags, mode);
-    // `ASYNC`: straight to the kernel's workers. io_uring's first, inline try at an open
-    // adds `O_NONBLOCK`, which changes what opening a FIFO does (`ENXIO` for a writer with
-    // no reader, no wait for a reader's writer); from a worker the open blocks as in libc.
-    let entry = || opcode::OpenAt::new(Fd(dirfd), path).flags(flags).mode(mode).build().flags(Flags::ASYNC);
-    // SAFETY: the caller's arguments.
-    unsafe { call_int(ctx, opcode::OpenAt::CODE, entry, plain) }
+    // Not from the caches: libc's open on a helper thread. Not io_uring's `OPENAT`: its
+    // inline try adds `O_NONBLOCK` (a FIFO's writer got `ENXIO`, its reader did not wait),
+    // and from its kernel workers opens are "bounded" work, 4 x CPUs of them at once per
+    // thread: opens that block for good (FIFO ends whose peers come later) filled them and
+    // hung a worker. The helper pool grows when every helper is stuck (`offload`).
+    // SAFETY: the caller's arguments, for libc itself on a helper.
+    unsafe { offloaded(|| plain() as isize) as c_int }
 }
 
 macro_rules! open_hooks {
@@ -74,7 +61,7 @@ macro_rules! open_hooks {
         pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
             let real = real!($name: fn(*const c_char, c_int, c_uint) -> c_int);
             // SAFETY: the caller's arguments.
-            unsafe { openat_in(libc::AT_FDCWD, path, flags, mode, move || real(path, flags, mode)) }
+            unsafe { openat_in(libc::AT_FDCWD, path, flags, move || real(path, flags, mode)) }
         }
     )*};
 }
@@ -87,7 +74,7 @@ macro_rules! openat_hooks {
         pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
             let real = real!($name: fn(c_int, *const c_char, c_int, c_uint) -> c_int);
             // SAFETY: the caller's arguments.
-            unsafe { openat_in(dirfd, path, flags, mode, move || real(dirfd, path, flags, mode)) }
+            unsafe { openat_in(dirfd, path, flags, move || real(dirfd, path, flags, mode)) }
         }
     )*};
 }
@@ -101,7 +88,7 @@ macro_rules! creat_hooks {
             let real = real!($name: fn(*const c_char, mode_t) -> c_int);
             let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
             // SAFETY: the caller's arguments.
-            unsafe { openat_in(libc::AT_FDCWD, path, flags, mode, move || real(path, mode)) }
+            unsafe { openat_in(libc::AT_FDCWD, path, flags, move || real(path, mode)) }
         }
     )*};
 }
