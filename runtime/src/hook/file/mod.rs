@@ -20,6 +20,8 @@
 //!   come here for any argument libc would accept; arguments io_uring reads differently
 //!   (a negative offset, which io_uring takes as "the current position"; a null `statx`
 //!   path) go to libc, which rejects them without blocking.
+//! - Opens never use the ring: what the kernel's caches cannot answer runs libc's `open` on
+//!   a helper (see `path`).
 //! - `close` of a file on a filesystem that may flush over the network goes to the ring
 //!   (`hook::fd`).
 //! - What the kernel answers from its caches is made inline, without a suspension (unless
