@@ -16,7 +16,8 @@
 //! `IORING_REGISTER_PROBE`. A refused ring turns io_uring off for the process; an opcode the
 //! kernel lacks sends that call alone to the fallback. The fallback is the `offload` helper
 //! pool (the same one `getaddrinfo` uses): the libc call runs there while the coroutine
-//! parks, so no file call ever blocks a worker. `OPENCO_IO_URING=0` or
+//! parks, so no file call waits for a device on the worker (what the page cache answers
+//! inline aside: see `hook::file`). `OPENCO_IO_URING=0` or
 //! [`Builder::io_uring(false)`](crate::Builder::io_uring) forces the fallback.
 //!
 //! Invariants:
