@@ -149,9 +149,7 @@ pub(crate) struct Ring {
 }
 
 /// The opcodes the file hooks use (probed one by one).
-const OPCODES: [u8; 13] = [
-    opcode::Read::CODE,
-    opcode::Write::CODE,
+const OPCODES: [u8; 10] = [
     opcode::Readv::CODE,
     opcode::Writev::CODE,
     opcode::Fsync::CODE,
@@ -162,7 +160,6 @@ const OPCODES: [u8; 13] = [
     opcode::MkDirAt::CODE,
     opcode::Ftruncate::CODE,
     opcode::Fallocate::CODE,
-    opcode::Nop::CODE,
 ];
 
 impl Ring {

@@ -95,14 +95,13 @@ fallocate_hooks!(fallocate, fallocate64);
 pub(crate) fn close_file(fd: c_int, plain: impl FnOnce() -> c_int) -> Result<c_int, impl FnOnce() -> c_int> {
     match coroutine::current() {
         Some(ctx) if fd > 2 => match kind(fd) {
-            Kind::File(cache) if !(inline(ctx) && cache.local) => {
+            Kind::File(cache) => {
                 forget(fd);
+                if inline(ctx) && cache.local {
+                    return Err(plain);
+                }
                 // SAFETY: an fd argument only.
                 Ok(unsafe { call_int(ctx, opcode::Close::CODE, || opcode::Close::new(types::Fd(fd)).build(), plain) })
-            }
-            Kind::File(_) => {
-                forget(fd);
-                Err(plain)
             }
             _ => Err(plain),
         },
